@@ -1,0 +1,34 @@
+/**
+ * Parley: chat protocols, servers and clients for Deno.
+ *
+ * Protocol codecs are pure (bytes in, messages out); servers and clients are
+ * built on them and look like `Deno.serve` (`addr`, `finished`, `shutdown()`,
+ * `await using`).
+ *
+ * @example
+ * ```ts
+ * import { serveTimestamp } from "./mod.ts";
+ * await using server = serveTimestamp({ port: 0 });
+ * console.assert(server.addr.transport === "tcp");
+ * ```
+ *
+ * @module
+ */
+
+export * from "./protocols/errors.ts";
+export * from "./protocols/frames.ts";
+export * from "./protocols/timestamp.ts";
+export * from "./protocols/channel.ts";
+export { type Server } from "./servers/_net.ts";
+export {
+  serveTimestamp,
+  TIMESTAMP_PORT,
+  TIMESTAMP_SOCKET_PATH,
+  type TimestampOptions,
+  type TimestampTransport,
+} from "./servers/timestamp.ts";
+export {
+  connectTimestamp,
+  type TimestampClient,
+  type TimestampClientOptions,
+} from "./clients/timestamp.ts";

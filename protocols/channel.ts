@@ -1,0 +1,194 @@
+/**
+ * Channel chat framing (seed 004): fixed 200-byte frames, both directions.
+ *
+ * ```
+ * +-------------------------------------------+----------------------+
+ * | message text, UTF-8                       | spaces (0x20) to 200 |
+ * +-------------------------------------------+----------------------+
+ * |<------------------------ 200 bytes ----------------------------->|
+ * ```
+ *
+ * The receiver strips trailing spaces. A message longer than 200 bytes is
+ * refused by the encoder (a `RangeError`), never truncated. There is nothing
+ * to get wrong in the framing itself: any 200 bytes are a frame.
+ *
+ * Control messages start with `/`: `/join <channel>`, `/create <channel>`,
+ * `/list`. The server's reply texts are the constants below.
+ *
+ * @module
+ */
+
+import { assertNoPartialFrame, type FrameDecoder } from "./frames.ts";
+
+/** Size of every channel chat frame, in bytes. */
+export const CHANNEL_FRAME_BYTES = 200;
+
+const SPACE = 0x20;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Reply and notice texts of the channel server, exactly as the original course defines them. */
+export const CHANNEL_TEXTS = {
+  /** `{0}` is the command word as typed, e.g. `/foo`. */
+  invalidControlMessage: (command: string): string =>
+    `${command} is not a valid control message. Valid messages are /create, /list, and /join.`,
+  noChannelExists: (channel: string): string =>
+    `No channel named ${channel} exists. Try '/create ${channel}'?`,
+  joinRequiresName: "/join command must be followed by the name of a channel to join.",
+  joined: (name: string): string => `${name} has joined`,
+  left: (name: string): string => `${name} has left`,
+  channelExists: (channel: string): string =>
+    `Room ${channel} already exists, so cannot be created.`,
+  createRequiresName: "/create command must be followed by the name of a channel to create",
+  notInChannel: "Not currently in any channel. Must join a channel before sending messages.",
+  /** Client-side: the connection could not be made. */
+  unableToConnect: (host: string, port: string | number): string =>
+    `Unable to connect to ${host}:${port}`,
+  /** Client-side: the server closed the connection. */
+  serverDisconnected: (host: string, port: string | number): string =>
+    `Server at ${host}:${port} has disconnected`,
+} as const;
+
+/**
+ * Encodes one message as a 200-byte space-padded frame.
+ *
+ * @throws {RangeError} when the UTF-8 text is longer than 200 bytes.
+ * @example
+ * ```ts
+ * import { CHANNEL_FRAME_BYTES, encodeChannelFrame } from "./channel.ts";
+ * const frame = encodeChannelFrame("/list");
+ * console.assert(frame.length === CHANNEL_FRAME_BYTES && frame[5] === 0x20);
+ * ```
+ */
+export function encodeChannelFrame(text: string): Uint8Array {
+  const frame = new Uint8Array(CHANNEL_FRAME_BYTES);
+  const { read, written } = encoder.encodeInto(text, frame);
+  if (read < text.length) {
+    throw new RangeError(
+      `Cannot encode frame: message is ${
+        encoder.encode(text).length
+      } bytes, limit is ${CHANNEL_FRAME_BYTES}`,
+    );
+  }
+  frame.fill(SPACE, written);
+  return frame;
+}
+
+/**
+ * Byte length of a text in a channel frame; more than {@link CHANNEL_FRAME_BYTES}
+ * does not fit.
+ *
+ * @example
+ * ```ts
+ * import { channelTextBytes } from "./channel.ts";
+ * console.assert(channelTextBytes("é") === 2);
+ * ```
+ */
+export function channelTextBytes(text: string): number {
+  return encoder.encode(text).length;
+}
+
+/**
+ * Decodes one 200-byte frame: UTF-8 text with trailing spaces stripped.
+ *
+ * @example
+ * ```ts
+ * import { decodeChannelFrame, encodeChannelFrame } from "./channel.ts";
+ * console.assert(decodeChannelFrame(encodeChannelFrame("hi  there")) === "hi  there");
+ * ```
+ */
+export function decodeChannelFrame(frame: Uint8Array): string {
+  let end = frame.length;
+  while (end > 0 && frame[end - 1] === SPACE) end--;
+  return decoder.decode(frame.subarray(0, end));
+}
+
+/**
+ * Incremental decoder of channel frames: accepts chunks of any size and
+ * returns each completed frame's text.
+ *
+ * @example
+ * ```ts
+ * import { ChannelDecoder, encodeChannelFrame } from "./channel.ts";
+ * const frame = encodeChannelFrame("hello");
+ * const d = new ChannelDecoder();
+ * console.assert(d.decode(frame.subarray(0, 50)).length === 0);
+ * console.assert(d.decode(frame.subarray(50))[0] === "hello");
+ * ```
+ */
+export class ChannelDecoder implements FrameDecoder<string> {
+  #partial = new Uint8Array(CHANNEL_FRAME_BYTES);
+  #held = 0;
+  #offset = 0;
+
+  /** Feeds bytes; returns the texts of the frames completed. */
+  decode(chunk: Uint8Array): string[] {
+    const out: string[] = [];
+    let i = 0;
+    if (this.#held > 0) {
+      const need = CHANNEL_FRAME_BYTES - this.#held;
+      const take = Math.min(need, chunk.length);
+      this.#partial.set(chunk.subarray(0, take), this.#held);
+      this.#held += take;
+      i = take;
+      if (this.#held < CHANNEL_FRAME_BYTES) {
+        this.#offset += chunk.length;
+        return out;
+      }
+      out.push(decodeChannelFrame(this.#partial));
+      this.#held = 0;
+    }
+    for (; i + CHANNEL_FRAME_BYTES <= chunk.length; i += CHANNEL_FRAME_BYTES) {
+      out.push(decodeChannelFrame(chunk.subarray(i, i + CHANNEL_FRAME_BYTES)));
+    }
+    if (i < chunk.length) {
+      this.#partial.set(chunk.subarray(i));
+      this.#held = chunk.length - i;
+    }
+    this.#offset += chunk.length;
+    return out;
+  }
+
+  /** Throws a `FrameError` if a partial frame is buffered. */
+  end(): void {
+    assertNoPartialFrame(this.#held, this.#offset - this.#held);
+  }
+}
+
+/** A parsed message from a channel client (after its name). */
+export type ChannelCommand =
+  | { kind: "join"; channel: string }
+  | { kind: "create"; channel: string }
+  | { kind: "list" }
+  | { kind: "invalid"; command: string }
+  | { kind: "chat"; text: string };
+
+/**
+ * Parses a client message: control messages start with `/`. The channel
+ * argument is the rest of the line after the command word and its spaces, so
+ * `/join 168 tas` names the channel `168 tas`, as in the original transcript.
+ * An empty argument gives `channel: ""`.
+ *
+ * @example
+ * ```ts
+ * import { parseChannelCommand } from "./channel.ts";
+ * console.assert(parseChannelCommand("/join 168 tas").kind === "join");
+ * console.assert(parseChannelCommand("hello").kind === "chat");
+ * ```
+ */
+export function parseChannelCommand(text: string): ChannelCommand {
+  if (!text.startsWith("/")) return { kind: "chat", text };
+  const space = text.indexOf(" ");
+  const command = space === -1 ? text : text.slice(0, space);
+  const argument = space === -1 ? "" : text.slice(space + 1).trim();
+  switch (command) {
+    case "/join":
+      return { kind: "join", channel: argument };
+    case "/create":
+      return { kind: "create", channel: argument };
+    case "/list":
+      return { kind: "list" };
+    default:
+      return { kind: "invalid", command };
+  }
+}

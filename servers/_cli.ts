@@ -1,0 +1,265 @@
+/**
+ * Command-line parsing and logging setup, shared by every entry point.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  configure,
+  getConsoleSink,
+  getTextFormatter,
+  jsonLinesFormatter,
+  type LogLevel,
+} from "@logtape/logtape";
+import { DEFAULT_MAX_QUEUE_BYTES } from "./_net.ts";
+
+/** One flag of a command. */
+export interface FlagSpec {
+  /** `string` flags take a value; `boolean` flags do not. */
+  type: "string" | "boolean";
+  /** The default, shown in `--help`. */
+  default?: string | boolean;
+  /** One line for `--help`. */
+  description: string;
+  /** Placeholder for the value in `--help` (default `VALUE`). */
+  value?: string;
+  /** Other spellings accepted for this flag (e.g. `servername`). */
+  aliases?: string[];
+}
+
+/** A command's interface: its name, usage line, flags and the text of `--help`. */
+export interface CommandSpec {
+  /** Program name as the user types it, e.g. `servers/channel.ts`. */
+  name: string;
+  /** Usage line(s) after the name. */
+  usage: string;
+  /** One paragraph about what it does. */
+  summary: string;
+  /** The flags, by long name. */
+  flags: Record<string, FlagSpec>;
+  /** Extra help text printed after the flags. */
+  epilog?: string;
+}
+
+/** A command-line mistake: printed with the usage line, exit code 2. */
+export class UsageError extends Error {
+  /** Makes a usage error with the given message. */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Parsed flag values (strings and booleans) and positionals. */
+export interface ParsedCli {
+  /** Flag values by long name, defaults filled in. */
+  values: Record<string, string | boolean | undefined>;
+  /** Positional arguments. */
+  positionals: string[];
+}
+
+/** The flags every server shares. */
+export const SERVER_FLAGS: Record<string, FlagSpec> = {
+  host: {
+    type: "string",
+    default: "127.0.0.1",
+    value: "HOST",
+    description: "address to listen on",
+  },
+  "log-level": {
+    type: "string",
+    default: "info",
+    value: "LEVEL",
+    description: "debug | info | warning | error",
+  },
+  "log-format": {
+    type: "string",
+    default: "pretty",
+    value: "FORMAT",
+    description: "pretty | json",
+  },
+  "max-queue": {
+    type: "string",
+    default: String(DEFAULT_MAX_QUEUE_BYTES),
+    value: "BYTES",
+    description: "bytes queued for one peer before it is disconnected",
+  },
+  help: { type: "boolean", description: "show this help and exit" },
+};
+
+/** Renders the `--help` text of a command. */
+export function helpText(spec: CommandSpec): string {
+  const rows = Object.entries(spec.flags).map(([name, flag]) => {
+    const left = `--${name}${flag.type === "string" ? ` ${flag.value ?? "VALUE"}` : ""}`;
+    const aliases = flag.aliases?.length ? ` (also --${flag.aliases.join(", --")})` : "";
+    const def = flag.default !== undefined && flag.type === "string"
+      ? ` [default: ${flag.default}]`
+      : "";
+    return `  ${left.padEnd(26)} ${flag.description}${def}${aliases}`;
+  });
+  return [
+    `Usage: ${spec.name} ${spec.usage}`,
+    "",
+    spec.summary,
+    "",
+    "Options:",
+    ...rows,
+    ...(spec.epilog ? ["", spec.epilog] : []),
+    "",
+  ].join("\n");
+}
+
+/**
+ * Parses `args` against `spec`. Unknown flags and missing values throw
+ * {@link UsageError}. Aliases (`--connect_to_host`) map onto long names.
+ */
+export function parseCommandLine(args: readonly string[], spec: CommandSpec): ParsedCli {
+  const aliasTo = new Map<string, string>();
+  for (const [name, flag] of Object.entries(spec.flags)) {
+    for (const alias of flag.aliases ?? []) aliasTo.set(alias, name);
+  }
+  const normalised = args.map((arg) => {
+    const m = /^--([^=]+)(=.*)?$/.exec(arg);
+    if (!m || !aliasTo.has(m[1])) return arg;
+    return `--${aliasTo.get(m[1])}${m[2] ?? ""}`;
+  });
+  const options: Record<string, { type: "string" | "boolean"; default?: string | boolean }> = {};
+  for (const [name, flag] of Object.entries(spec.flags)) {
+    options[name] = {
+      type: flag.type,
+      ...(flag.default !== undefined ? { default: flag.default } : {}),
+    };
+  }
+  try {
+    const { values, positionals } = parseArgs({
+      args: normalised,
+      options,
+      allowPositionals: true,
+      strict: true,
+    });
+    return { values: values as ParsedCli["values"], positionals };
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+/**
+ * Runs an entry point's `main`: parses flags, prints `--help`, turns a
+ * {@link UsageError} into a message on stderr and exit code 2.
+ */
+export async function runCommand(
+  args: readonly string[],
+  spec: CommandSpec,
+  body: (cli: ParsedCli) => Promise<void> | void,
+): Promise<void> {
+  let cli: ParsedCli;
+  try {
+    cli = parseCommandLine(args, spec);
+  } catch (error) {
+    usageExit(spec, error);
+  }
+  if (cli.values.help) {
+    console.log(helpText(spec));
+    return;
+  }
+  try {
+    await body(cli);
+  } catch (error) {
+    if (error instanceof UsageError) usageExit(spec, error);
+    if (isStartupFailure(error)) {
+      // A refused permission, a port in use, a missing file: one clear line, no stack trace.
+      console.error(`${spec.name}: ${error.name}: ${error.message}`);
+      Deno.exit(1);
+    }
+    throw error;
+  }
+}
+
+function isStartupFailure(error: unknown): error is Error {
+  return error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied ||
+    error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.AddrNotAvailable ||
+    error instanceof Deno.errors.NotFound || error instanceof Deno.errors.ConnectionRefused ||
+    error instanceof Deno.errors.TimedOut;
+}
+
+function usageExit(spec: CommandSpec, error: unknown): never {
+  const message = error instanceof Error ? error.message : String(error);
+  console.error(`${spec.name}: ${message}\nUsage: ${spec.name} ${spec.usage}\nTry --help.`);
+  Deno.exit(2);
+}
+
+/** Reads a port number (0-65535) from a flag value. */
+export function portValue(value: unknown, flag = "port"): number {
+  const text = String(value);
+  if (!/^\d+$/.test(text) || Number(text) > 65535) {
+    throw new UsageError(`--${flag} must be a port number from 0 to 65535, got '${text}'`);
+  }
+  return Number(text);
+}
+
+/** Reads a non-negative integer from a flag value. */
+export function intValue(value: unknown, flag: string, min = 0): number {
+  const text = String(value);
+  if (!/^\d+$/.test(text) || Number(text) < min) {
+    throw new UsageError(`--${flag} must be a whole number of at least ${min}, got '${text}'`);
+  }
+  return Number(text);
+}
+
+/** Reads a number of seconds (decimals allowed, `0.5`) and returns milliseconds. */
+export function secondsValue(value: unknown, flag: string): number {
+  const text = String(value);
+  if (!/^\d+(\.\d+)?$|^\.\d+$/.test(text)) {
+    throw new UsageError(`--${flag} must be a number of seconds, got '${text}'`);
+  }
+  return Number(text) * 1000;
+}
+
+/** Reads one of a fixed set of words from a flag value. */
+export function choiceValue<T extends string>(
+  value: unknown,
+  flag: string,
+  choices: readonly T[],
+): T {
+  const text = String(value);
+  if (!(choices as readonly string[]).includes(text)) {
+    throw new UsageError(`--${flag} must be one of ${choices.join(", ")}, got '${text}'`);
+  }
+  return text as T;
+}
+
+const LEVELS = ["debug", "info", "warning", "error"] as const;
+
+/**
+ * Configures LogTape for an entry point from `--log-level` and `--log-format`:
+ * records under `["parley", ...]` go to the console as text or JSON lines.
+ */
+export async function setupLogging(values: ParsedCli["values"]): Promise<void> {
+  const level: LogLevel = choiceValue(values["log-level"] ?? "info", "log-level", LEVELS);
+  const format = choiceValue(values["log-format"] ?? "pretty", "log-format", ["pretty", "json"]);
+  const formatter = format === "json" ? jsonLinesFormatter : getTextFormatter({
+    timestamp: "date-time-tz",
+    level: "ABBR",
+    category: ".",
+    value: (v: unknown) => typeof v === "string" ? v : Deno.inspect(v),
+  });
+  await configure({
+    reset: true,
+    sinks: { console: getConsoleSink({ formatter }) },
+    loggers: [
+      { category: ["parley"], lowestLevel: level, sinks: ["console"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },
+    ],
+  });
+}
+
+/** Reads the shared server flags: host and send-queue limit. */
+export function serverBasics(
+  values: ParsedCli["values"],
+): { hostname: string; maxQueueBytes: number } {
+  return {
+    hostname: String(values.host ?? "127.0.0.1"),
+    maxQueueBytes: intValue(values["max-queue"] ?? DEFAULT_MAX_QUEUE_BYTES, "max-queue", 1),
+  };
+}

@@ -1,0 +1,92 @@
+/**
+ * `deno task start`: runs every Parley server in one process on its default
+ * port and prints where each listens and how to connect a client to it.
+ *
+ * @module
+ */
+
+import { exitOnSignal, formatAddr, type Server } from "./servers/_net.ts";
+import { type CommandSpec, runCommand, SERVER_FLAGS, setupLogging } from "./servers/_cli.ts";
+import { serveTimestamp } from "./servers/timestamp.ts";
+
+/** One server started by {@link startAll}, with the command that connects to it. */
+export interface StartedServer {
+  /** What it is. */
+  name: string;
+  /** The running server. */
+  server: Server;
+  /** The command a person runs to talk to it. */
+  client: string;
+}
+
+/** Options of {@link startAll}. */
+export interface StartAllOptions {
+  /** Address every server listens on (default 127.0.0.1). */
+  hostname?: string;
+  /** Use port 0 everywhere (for tests) instead of the default ports. */
+  anyPort?: boolean;
+  /** Unix socket path of the timestamp server. */
+  timestampPath?: string;
+}
+
+/** Starts every Parley server with its embedded defaults. */
+export function startAll(options: StartAllOptions = {}): StartedServer[] {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const port = (p: number) => options.anyPort ? 0 : p;
+  const started: StartedServer[] = [];
+  const add = (name: string, server: Server, client: (addr: string) => string) => {
+    started.push({ name, server, client: client(formatAddr(server.addr)) });
+  };
+  const portOf = (s: Server) => (s.addr as Deno.NetAddr).port;
+  const tcp = serveTimestamp({ transport: "tcp", hostname, port: port(21567) });
+  add(
+    "timestamp (tcp)",
+    tcp,
+    () => `deno run --allow-net clients/timestamp.ts --host ${hostname} --port ${portOf(tcp)}`,
+  );
+  const udp = serveTimestamp({ transport: "udp", hostname, port: port(21567) });
+  add(
+    "timestamp (udp)",
+    udp,
+    () =>
+      `deno run --allow-net --unstable-net clients/timestamp.ts --transport udp --host ${hostname} --port ${
+        portOf(udp)
+      }`,
+  );
+  const unix = serveTimestamp({ transport: "unix", path: options.timestampPath });
+  add(
+    "timestamp (unix)",
+    unix,
+    (addr) =>
+      `deno run --allow-net --allow-read --allow-write clients/timestamp.ts --transport unix --path ${addr}`,
+  );
+  return started;
+}
+
+const START_COMMAND: CommandSpec = {
+  name: "start.ts",
+  usage: "[--host HOST] [--log-level LEVEL] [--log-format pretty|json]",
+  summary: "Starts every Parley server on its default port in one process.",
+  flags: {
+    host: SERVER_FLAGS.host,
+    "log-level": SERVER_FLAGS["log-level"],
+    "log-format": SERVER_FLAGS["log-format"],
+    help: SERVER_FLAGS.help,
+  },
+};
+
+if (import.meta.main) {
+  await runCommand(Deno.args, START_COMMAND, async ({ values }) => {
+    await setupLogging({
+      ...values,
+      "log-level": values["log-level"] === "info" ? "warning" : values["log-level"],
+    });
+    const started = startAll({ hostname: String(values.host) });
+    console.log("Parley is running. Press Ctrl+C to stop.\n");
+    for (const { name, server, client } of started) {
+      console.log(`${name.padEnd(22)} ${formatAddr(server.addr)}\n${"".padEnd(22)} ${client}`);
+    }
+    exitOnSignal(started.map((s) => s.server));
+    await Promise.all(started.map((s) => s.server.finished));
+  });
+}

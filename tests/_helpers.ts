@@ -1,0 +1,262 @@
+/**
+ * Test helpers: timeouts instead of sleeps, a test peer that collects decoded
+ * frames from a real socket, and a launcher for the real entry points.
+ *
+ * @module
+ */
+
+import type { FrameDecoder } from "../protocols/frames.ts";
+
+/** Resolves with `promise`, or rejects after `ms` naming `what`. The timer is always cleared. */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`Timed out after ${ms} ms waiting for ${what}`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Polls `check` until it returns true (every 10 ms), failing after `ms`. */
+export async function waitUntil(check: () => boolean | Promise<boolean>, ms: number, what: string) {
+  const deadline = performance.now() + ms;
+  while (!(await check())) {
+    if (performance.now() > deadline) {
+      throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** The TCP port of a listening address. */
+export function portOf(addr: Deno.Addr): number {
+  return (addr as Deno.NetAddr).port;
+}
+
+/**
+ * A test client on a real socket: decodes everything the server sends with
+ * `decoder` and hands frames out in order with a timeout.
+ */
+export class Peer<T> {
+  readonly conn: Deno.Conn;
+  readonly frames: T[] = [];
+  /** Set when the server closed the connection. */
+  ended = false;
+  /** Set when the decoder threw. */
+  error?: unknown;
+  #waiters: (() => void)[] = [];
+  #loop: Promise<void>;
+
+  constructor(conn: Deno.Conn, decoder: FrameDecoder<T>) {
+    this.conn = conn;
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+    this.#loop = (async () => {
+      const buffer = new Uint8Array(65536);
+      try {
+        while (true) {
+          const n = await conn.read(buffer);
+          if (n === null) break;
+          this.frames.push(...decoder.decode(buffer.subarray(0, n)));
+          this.#wake();
+        }
+      } catch (error) {
+        if (
+          !(error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted)
+        ) {
+          this.error = error;
+        }
+      }
+      this.ended = true;
+      this.#wake();
+    })();
+  }
+
+  /** Connects to a TCP server. */
+  static async connect<T>(addr: Deno.Addr, decoder: FrameDecoder<T>): Promise<Peer<T>> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: portOf(addr) });
+    return new Peer(conn, decoder);
+  }
+
+  #wake() {
+    for (const w of this.#waiters.splice(0)) w();
+  }
+
+  /** Sends raw bytes. */
+  async write(bytes: Uint8Array): Promise<void> {
+    let offset = 0;
+    while (offset < bytes.length) offset += await this.conn.write(bytes.subarray(offset));
+  }
+
+  /** Resolves with the next frame, failing after `ms`. */
+  async next(ms = 3000): Promise<T> {
+    await this.waitFor(() => this.frames.length > 0 || this.ended, ms, "a frame");
+    if (this.frames.length === 0) throw new Error("Connection closed before a frame arrived");
+    return this.frames.shift()!;
+  }
+
+  /** Resolves with the next `count` frames. */
+  async take(count: number, ms = 3000): Promise<T[]> {
+    await this.waitFor(() => this.frames.length >= count || this.ended, ms, `${count} frames`);
+    if (this.frames.length < count) {
+      throw new Error(`Connection closed after ${this.frames.length} of ${count} frames`);
+    }
+    return this.frames.splice(0, count);
+  }
+
+  /** Resolves when the server has closed the connection. */
+  async closedByServer(ms = 3000): Promise<void> {
+    await this.waitFor(() => this.ended, ms, "the server to close the connection");
+  }
+
+  /** Waits until `check()` holds. */
+  async waitFor(check: () => boolean, ms: number, what: string): Promise<void> {
+    const deadline = performance.now() + ms;
+    while (!check()) {
+      const left = deadline - performance.now();
+      if (left <= 0) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
+      await within(new Promise<void>((r) => this.#waiters.push(r)), left, what).catch(() => {});
+    }
+  }
+
+  /** Asserts no frame arrives within `ms` (used after the expected frames were taken). */
+  async expectSilence(ms = 100): Promise<void> {
+    await new Promise((r) => setTimeout(r, ms));
+    if (this.frames.length > 0) {
+      throw new Error(`Unexpected frame: ${JSON.stringify(this.frames[0])}`);
+    }
+  }
+
+  /** Closes the socket and waits for the reader to finish. */
+  async close(): Promise<void> {
+    try {
+      this.conn.close();
+    } catch { /* already closed */ }
+    await this.#loop;
+  }
+
+  async [Symbol.asyncDispose]() {
+    await this.close();
+  }
+}
+
+/** A real entry point started as a child process. */
+export class EntryProcess {
+  readonly child: Deno.ChildProcess;
+  output = "";
+  #pump: Promise<void>;
+  #waiters: (() => void)[] = [];
+  #stdin?: WritableStreamDefaultWriter<Uint8Array>;
+  status?: Deno.CommandStatus;
+  #statusPromise: Promise<Deno.CommandStatus>;
+
+  constructor(child: Deno.ChildProcess, piped: boolean) {
+    this.child = child;
+    if (piped) this.#stdin = child.stdin.getWriter();
+    const decoder = new TextDecoder();
+    const pump = async (stream: ReadableStream<Uint8Array>) => {
+      for await (const chunk of stream) {
+        this.output += decoder.decode(chunk, { stream: true });
+        for (const w of this.#waiters.splice(0)) w();
+      }
+    };
+    this.#pump = Promise.all([pump(child.stdout), pump(child.stderr)]).then(() => {});
+    this.#statusPromise = child.status.then((s) => {
+      this.status = s;
+      for (const w of this.#waiters.splice(0)) w();
+      return s;
+    });
+  }
+
+  /**
+   * Starts `deno run <flags> <script> <args>` in the project root.
+   * With `stdin: true` the child's standard input is a pipe ({@link EntryProcess.type}).
+   */
+  static start(
+    script: string,
+    args: string[],
+    flags: string[],
+    options: { stdin?: boolean; env?: Record<string, string> } = {},
+  ): EntryProcess {
+    const root = new URL("..", import.meta.url).pathname;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--quiet", ...flags, script, ...args],
+      cwd: root,
+      stdin: options.stdin ? "piped" : "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1", ...options.env },
+    }).spawn();
+    return new EntryProcess(child, options.stdin ?? false);
+  }
+
+  /** Waits until the output matches `pattern` and returns the match. */
+  async waitFor(pattern: RegExp, ms = 10000): Promise<RegExpMatchArray> {
+    const deadline = performance.now() + ms;
+    while (true) {
+      const m = this.output.match(pattern);
+      if (m) return m;
+      if (this.status) {
+        throw new Error(`Process exited (${this.status.code}) before ${pattern}:\n${this.output}`);
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) throw new Error(`Timed out waiting for ${pattern} in output:\n${this.output}`);
+      await within(new Promise<void>((r) => this.#waiters.push(r)), left, String(pattern)).catch(
+        () => {},
+      );
+    }
+  }
+
+  /** Waits for the `Listening on HOST:PORT` log line and returns the port. */
+  async listeningPort(ms = 10000): Promise<number> {
+    const m = await this.waitFor(/Listening on \[?[\w.:]+?\]?:(\d+)/, ms);
+    return Number(m[1]);
+  }
+
+  /** Types a line on the child's stdin. */
+  async type(text: string): Promise<void> {
+    await this.#stdin!.write(new TextEncoder().encode(text));
+  }
+
+  /** Closes the child's stdin (end of input). */
+  async closeStdin(): Promise<void> {
+    await this.#stdin?.close().catch(() => {});
+    this.#stdin = undefined;
+  }
+
+  /** Waits for the child to exit and returns its status. */
+  async exited(ms = 10000): Promise<Deno.CommandStatus> {
+    const status = await within(this.#statusPromise, ms, "the process to exit");
+    await this.#pump;
+    await this.closeStdin();
+    return status;
+  }
+
+  /** Sends a signal (default SIGTERM) and waits for the exit. */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+    if (!this.status) {
+      try {
+        this.child.kill(signal);
+      } catch { /* already gone */ }
+    }
+    try {
+      return await this.exited(5000);
+    } catch {
+      try {
+        this.child.kill("SIGKILL");
+      } catch { /* gone */ }
+      return await this.exited(5000);
+    }
+  }
+
+  async [Symbol.asyncDispose]() {
+    await this.stop();
+  }
+}

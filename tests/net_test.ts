@@ -1,0 +1,138 @@
+import { deepStrictEqual, ok } from "node:assert/strict";
+import { connectWithTimeout, IdleTimer, serveStream } from "../servers/_net.ts";
+import { serveTimestamp } from "../servers/timestamp.ts";
+import { Peer, portOf, within } from "./_helpers.ts";
+import type { FrameDecoder } from "../protocols/frames.ts";
+
+/** Collects raw chunks as text. */
+class TextChunks implements FrameDecoder<string> {
+  #d = new TextDecoder();
+  decode(chunk: Uint8Array): string[] {
+    return [this.#d.decode(chunk, { stream: true })];
+  }
+  end() {}
+}
+
+const encoder = new TextEncoder();
+
+Deno.test("serveStream() disconnects a peer that never reads once its queue passes the limit; others are served", async () => {
+  await using server = serveTimestamp({ port: 0, maxQueueBytes: 256 * 1024 });
+  const slow = await Deno.connect({ hostname: "127.0.0.1", port: portOf(server.addr) });
+  await using fast = await Peer.connect(server.addr, new TextChunks());
+  const block = new Uint8Array(64 * 1024).fill(0x61);
+  let written = 0;
+  let failure: unknown;
+  // The slow peer floods and never reads: the server must drop it long before 256 MiB.
+  try {
+    while (written < 256 * 1024 * 1024) {
+      written += await slow.write(block);
+      if (written % (1024 * 1024) === 0) {
+        await fast.write(encoder.encode("ping\n"));
+        let got = "";
+        while (!got.endsWith("ping\n")) got += await fast.next();
+        ok(got.endsWith("] ping\n"));
+      }
+    }
+  } catch (error) {
+    failure = error;
+  }
+  slow.close();
+  ok(
+    failure instanceof Deno.errors.ConnectionReset || failure instanceof Deno.errors.BrokenPipe,
+    `slow peer was not dropped after ${written} bytes: ${failure}`,
+  );
+  await fast.write(encoder.encode("still here\n"));
+  let got = "";
+  while (!got.endsWith("still here\n")) got += await fast.next();
+  ok(got.includes("] still here"));
+});
+
+Deno.test("Server.shutdown() closes every connection and resolves finished", async () => {
+  const server = serveStream({ port: 0 }, async (connection) => {
+    for await (const chunk of connection.chunks()) connection.send(chunk.slice());
+  }, {
+    farewell: (connection) => connection.send(encoder.encode("bye\n")),
+  });
+  const peers = await Promise.all([1, 2, 3].map(() => Peer.connect(server.addr, new TextChunks())));
+  await peers[0].write(encoder.encode("x"));
+  deepStrictEqual(await peers[0].next(), "x");
+  await server.shutdown();
+  await within(server.finished, 1000, "finished");
+  for (const peer of peers) {
+    await peer.closedByServer();
+    deepStrictEqual(peer.frames.join(""), "bye\n");
+    await peer.close();
+  }
+  const refused = await Deno.connect({ hostname: "127.0.0.1", port: portOf(server.addr) }).catch((
+    e,
+  ) => e);
+  ok(refused instanceof Deno.errors.ConnectionRefused);
+});
+
+Deno.test("serveStream() isolates a handler that throws", async () => {
+  let calls = 0;
+  await using server = serveStream({ port: 0 }, async (connection) => {
+    calls++;
+    if (calls === 1) throw new Error("boom");
+    for await (const chunk of connection.chunks()) connection.send(chunk.slice());
+  });
+  await using first = await Peer.connect(server.addr, new TextChunks());
+  await first.closedByServer();
+  await using second = await Peer.connect(server.addr, new TextChunks());
+  await second.write(encoder.encode("ok"));
+  deepStrictEqual(await second.next(), "ok");
+});
+
+Deno.test("Connection.send() coalesces frames queued in one turn into few writes", async () => {
+  let writes = 0;
+  await using server = serveStream({ port: 0 }, async (connection) => {
+    const original = connection.conn.write.bind(connection.conn);
+    connection.conn.write = (p: Uint8Array) => {
+      writes++;
+      return original(p);
+    };
+    for (let i = 0; i < 100; i++) connection.send(encoder.encode(`${i};`));
+    await connection.drain();
+  });
+  await using peer = await Peer.connect(server.addr, new TextChunks());
+  await peer.closedByServer();
+  const text = peer.frames.join("");
+  deepStrictEqual(text, Array.from({ length: 100 }, (_, i) => `${i};`).join(""));
+  deepStrictEqual(writes, 1);
+});
+
+Deno.test("IdleTimer fires after the idle period and not while reset", async () => {
+  let fired = 0;
+  const timer = new IdleTimer(80, () => fired++);
+  for (let i = 0; i < 5; i++) {
+    await new Promise((r) => setTimeout(r, 30));
+    timer.reset();
+  }
+  deepStrictEqual(fired, 0);
+  await new Promise((r) => setTimeout(r, 150));
+  deepStrictEqual(fired, 1);
+  timer.clear();
+});
+
+Deno.test("connectWithTimeout() connects, and fails on a closed port", async () => {
+  await using server = serveStream({ port: 0 }, () => {});
+  const conn = await connectWithTimeout("127.0.0.1", portOf(server.addr), 1000);
+  conn.close();
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closedPort = portOf(listener.addr);
+  listener.close();
+  const error = await connectWithTimeout("127.0.0.1", closedPort, 1000).catch((e) => e);
+  ok(error instanceof Deno.errors.ConnectionRefused);
+});
+
+Deno.test("deno.json sanitizers make a leaked resource fail the test run", async () => {
+  const root = new URL("..", import.meta.url).pathname;
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["test", "--allow-net", "tests/fixtures/leaky_fixture.ts"],
+    cwd: root,
+    env: { NO_COLOR: "1" },
+  }).output();
+  const text = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+  ok(code !== 0, "the leaky test passed");
+  ok(/leak/i.test(text), text);
+});
