@@ -59,7 +59,7 @@ const logger = getLogger(["parley", "timestamp"]);
  * ```ts
  * import { serveTimestamp } from "./timestamp.ts";
  * await using server = serveTimestamp({ port: 0 });
- * const conn = await Deno.connect(server.addr as Deno.NetAddr);
+ * const conn = await Deno.connect({ port: (server.addr as Deno.NetAddr).port });
  * await conn.write(new TextEncoder().encode("hello"));
  * const buf = new Uint8Array(100);
  * const n = await conn.read(buf);
