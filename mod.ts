@@ -32,3 +32,12 @@ export {
   type TimestampClient,
   type TimestampClientOptions,
 } from "./clients/timestamp.ts";
+export {
+  CHANNEL_PORT,
+  CHANNEL_SERVER_TEXTS,
+  type ChannelServerOptions,
+  MAX_CHANNEL_BYTES,
+  MAX_NAME_BYTES,
+  serveChannel,
+} from "./servers/channel.ts";
+export { type ChannelClient, connectChannel, runChannelSession } from "./clients/channel.ts";

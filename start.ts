@@ -8,6 +8,7 @@
 import { exitOnSignal, formatAddr, type Server } from "./servers/_net.ts";
 import { type CommandSpec, runCommand, SERVER_FLAGS, setupLogging } from "./servers/_cli.ts";
 import { serveTimestamp } from "./servers/timestamp.ts";
+import { serveChannel } from "./servers/channel.ts";
 
 /** One server started by {@link startAll}, with the command that connects to it. */
 export interface StartedServer {
@@ -59,6 +60,12 @@ export function startAll(options: StartAllOptions = {}): StartedServer[] {
     unix,
     (addr) =>
       `deno run --allow-net --allow-read --allow-write clients/timestamp.ts --transport unix --path ${addr}`,
+  );
+  const channel = serveChannel({ hostname, port: port(55555) });
+  add(
+    "channel chat",
+    channel,
+    () => `deno run --allow-net clients/channel.ts NAME ${hostname} ${portOf(channel)}`,
   );
   return started;
 }

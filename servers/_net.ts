@@ -8,6 +8,9 @@
 
 import { getLogger, type Logger } from "@logtape/logtape";
 
+/** First size of a connection's read buffer; it grows while reads fill it. */
+export const INITIAL_READ_BYTES = 1024;
+
 /** Default limit of bytes queued for one connection before it is dropped. */
 export const DEFAULT_MAX_QUEUE_BYTES = 1024 * 1024;
 
@@ -171,9 +174,16 @@ export class Connection {
     this.#closedResolvers.resolve();
   }
 
-  /** Reads chunks until the peer closes or this side closes; read errors end the stream. */
-  async *chunks(bufferSize = 64 * 1024): AsyncGenerator<Uint8Array> {
-    const buffer = new Uint8Array(bufferSize);
+  /**
+   * Reads chunks until the peer closes or this side closes; read errors end the stream.
+   *
+   * The read buffer starts small and doubles whenever a read fills it (up to
+   * `maxBufferSize`), so thousands of idle connections hold little memory while
+   * a busy one reads in large gulps. A yielded chunk is only valid until the
+   * next one is requested.
+   */
+  async *chunks(maxBufferSize = 64 * 1024): AsyncGenerator<Uint8Array> {
+    let buffer = new Uint8Array(Math.min(INITIAL_READ_BYTES, maxBufferSize));
     while (!this.#closed) {
       let n: number | null;
       try {
@@ -183,6 +193,9 @@ export class Connection {
       }
       if (n === null) return;
       yield buffer.subarray(0, n);
+      if (n === buffer.length && buffer.length < maxBufferSize) {
+        buffer = new Uint8Array(Math.min(buffer.length * 2, maxBufferSize));
+      }
     }
   }
 }

@@ -1,0 +1,246 @@
+/**
+ * Channel chat server (seed 004, SPEC.md section 4): rooms, many clients, and
+ * every chat fanned out to the other members of the sender's channel. Every
+ * frame in both directions is exactly 200 bytes.
+ *
+ * ```sh
+ * deno run --allow-net servers/channel.ts 55555      # or --port 55555
+ * ```
+ *
+ * Where the original is silent, Parley decides (and the tests hold it to it):
+ * - The first frame is the client's name. An empty name, or one over
+ *   {@link MAX_NAME_BYTES} bytes, gets a one-line explanation and the
+ *   connection is closed. Names need not be unique (as in the original); they
+ *   may contain spaces.
+ * - A channel name is everything after the command word, trimmed, so
+ *   `/join 168 tas` joins `168 tas`. At most {@link MAX_CHANNEL_BYTES} bytes.
+ * - `/join` to the channel you are in changes nothing and sends nothing.
+ * - `/list` names channels in creation order. If the names do not fit in one
+ *   frame, the reply continues in further frames, split between names.
+ * - A chat whose `[NAME] text` would not fit in 200 bytes is not truncated: the
+ *   sender is told, and nothing is delivered.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import {
+  CHANNEL_FRAME_BYTES,
+  CHANNEL_TEXTS,
+  ChannelDecoder,
+  channelTextBytes,
+  encodeChannelFrame,
+  parseChannelCommand,
+} from "../protocols/channel.ts";
+import { type Connection, exitOnSignal, formatAddr, type Server, serveStream } from "./_net.ts";
+import {
+  type CommandSpec,
+  portValue,
+  runCommand,
+  SERVER_FLAGS,
+  serverBasics,
+  setupLogging,
+  UsageError,
+} from "./_cli.ts";
+
+/** Default port of the channel server. */
+export const CHANNEL_PORT = 55555;
+/** Longest client name, in UTF-8 bytes (so notices like `NAME has joined` fit a frame). */
+export const MAX_NAME_BYTES = 64;
+/** Longest channel name, in UTF-8 bytes (so error texts naming it fit a frame). */
+export const MAX_CHANNEL_BYTES = 64;
+
+/** Texts of the decisions Parley made where the original is silent. */
+export const CHANNEL_SERVER_TEXTS = {
+  emptyName: "A name is required: the first message must be your name.",
+  nameTooLong: `Names are at most ${MAX_NAME_BYTES} bytes.`,
+  channelTooLong: `Channel names are at most ${MAX_CHANNEL_BYTES} bytes.`,
+  chatTooLong: (bytes: number): string =>
+    `Message not sent: with your name it is ${bytes} bytes, and a message is at most ${CHANNEL_FRAME_BYTES}.`,
+} as const;
+
+/** Options of {@link serveChannel}. */
+export interface ChannelServerOptions {
+  /** Address to listen on; default `127.0.0.1`. */
+  hostname?: string;
+  /** Port; default 55555, 0 picks a free one. */
+  port?: number;
+  /** Send-queue limit per connection (default 1 MiB). */
+  maxQueueBytes?: number;
+}
+
+interface Member {
+  connection: Connection;
+  name: string;
+  channel?: Set<Member>;
+}
+
+const logger = getLogger(["parley", "channel"]);
+
+/**
+ * Starts a channel chat server.
+ *
+ * @example
+ * ```ts
+ * import { serveChannel } from "./channel.ts";
+ * await using server = serveChannel({ port: 0 });
+ * console.assert((server.addr as Deno.NetAddr).port > 0);
+ * ```
+ */
+export function serveChannel(options: ChannelServerOptions = {}): Server {
+  /** Channels by name, in creation order; each is the set of its members. */
+  const channels = new Map<string, Set<Member>>();
+
+  const sendText = (member: Member, text: string) =>
+    member.connection.send(encodeChannelFrame(text));
+
+  /** One frame, encoded once, queued for every member but `except`. */
+  const broadcast = (channel: Set<Member>, text: string, except?: Member) => {
+    const frame = encodeChannelFrame(text);
+    for (const other of channel) if (other !== except) other.connection.send(frame);
+  };
+
+  const leave = (member: Member) => {
+    const channel = member.channel;
+    if (!channel) return;
+    channel.delete(member);
+    member.channel = undefined;
+    broadcast(channel, CHANNEL_TEXTS.left(member.name));
+  };
+
+  const enter = (member: Member, channel: Set<Member>) => {
+    leave(member);
+    broadcast(channel, CHANNEL_TEXTS.joined(member.name));
+    channel.add(member);
+    member.channel = channel;
+  };
+
+  const handle = (member: Member, text: string) => {
+    const command = parseChannelCommand(text);
+    switch (command.kind) {
+      case "chat": {
+        if (!member.channel) return sendText(member, CHANNEL_TEXTS.notInChannel);
+        const line = `[${member.name}] ${command.text}`;
+        const bytes = channelTextBytes(line);
+        if (bytes > CHANNEL_FRAME_BYTES) {
+          return sendText(member, CHANNEL_SERVER_TEXTS.chatTooLong(bytes));
+        }
+        return broadcast(member.channel, line, member);
+      }
+      case "join": {
+        if (command.channel === "") return sendText(member, CHANNEL_TEXTS.joinRequiresName);
+        const channel = channels.get(command.channel);
+        if (!channel) return sendText(member, CHANNEL_TEXTS.noChannelExists(command.channel));
+        if (channel !== member.channel) enter(member, channel);
+        return;
+      }
+      case "create": {
+        if (command.channel === "") return sendText(member, CHANNEL_TEXTS.createRequiresName);
+        if (channels.has(command.channel)) {
+          return sendText(member, CHANNEL_TEXTS.channelExists(command.channel));
+        }
+        if (channelTextBytes(command.channel) > MAX_CHANNEL_BYTES) {
+          return sendText(member, CHANNEL_SERVER_TEXTS.channelTooLong);
+        }
+        const channel = new Set<Member>();
+        channels.set(command.channel, channel);
+        enter(member, channel);
+        return;
+      }
+      case "list":
+        for (const frame of listFrames([...channels.keys()])) member.connection.send(frame);
+        return;
+      case "invalid":
+        return sendText(member, CHANNEL_TEXTS.invalidControlMessage(command.command));
+    }
+  };
+
+  const server = serveStream(
+    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? CHANNEL_PORT },
+    async (connection) => {
+      const decoder = new ChannelDecoder();
+      let member: Member | undefined;
+      try {
+        for await (const chunk of connection.chunks()) {
+          for (const text of decoder.decode(chunk)) {
+            if (member) {
+              handle(member, text);
+              continue;
+            }
+            const problem = text === ""
+              ? CHANNEL_SERVER_TEXTS.emptyName
+              : channelTextBytes(text) > MAX_NAME_BYTES
+              ? CHANNEL_SERVER_TEXTS.nameTooLong
+              : undefined;
+            if (problem) {
+              connection.send(encodeChannelFrame(problem));
+              await connection.end();
+              return;
+            }
+            member = { connection, name: text };
+            logger.debug("{peer} is {name}", {
+              peer: formatAddr(connection.remoteAddr),
+              name: text,
+            });
+          }
+          if (connection.closed) break;
+        }
+      } finally {
+        if (member) leave(member);
+      }
+    },
+    { logger, maxQueueBytes: options.maxQueueBytes },
+  );
+  logger.info("Listening on {addr}", { addr: formatAddr(server.addr) });
+  return server;
+}
+
+/** The `/list` reply: names joined by `\n`, in as many frames as they need (one, usually). */
+export function listFrames(names: readonly string[]): Uint8Array[] {
+  const frames: Uint8Array[] = [];
+  let current = "";
+  for (const name of names) {
+    const candidate = current === "" ? name : `${current}\n${name}`;
+    if (current !== "" && channelTextBytes(candidate) > CHANNEL_FRAME_BYTES) {
+      frames.push(encodeChannelFrame(current));
+      current = name;
+    } else {
+      current = candidate;
+    }
+  }
+  frames.push(encodeChannelFrame(current));
+  return frames;
+}
+
+/** The command-line interface of `servers/channel.ts`. */
+export const CHANNEL_COMMAND: CommandSpec = {
+  name: "servers/channel.ts",
+  usage: "[PORT] [--port PORT] [--host HOST]",
+  summary: "Channel chat server: 200-byte frames, /create, /join, /list, chat to your channel.",
+  flags: {
+    port: {
+      type: "string",
+      default: String(CHANNEL_PORT),
+      value: "PORT",
+      description: "port (also the first positional argument); 0 picks one",
+    },
+    ...SERVER_FLAGS,
+  },
+};
+
+/** Runs the channel server from command-line arguments until SIGINT/SIGTERM. */
+export async function main(args: readonly string[]): Promise<void> {
+  await runCommand(args, CHANNEL_COMMAND, async ({ values, positionals }) => {
+    if (positionals.length > 1) {
+      throw new UsageError(`unexpected arguments: ${positionals.slice(1).join(" ")}`);
+    }
+    const port = portValue(positionals[0] ?? values.port);
+    const basics = serverBasics(values);
+    await setupLogging(values);
+    const server = serveChannel({ ...basics, port });
+    exitOnSignal([server], logger);
+    await server.finished;
+  });
+}
+
+if (import.meta.main) await main(Deno.args);
