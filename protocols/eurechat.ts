@@ -1,0 +1,231 @@
+/**
+ * eurechat framing (seed 000, SPEC.md 1.1): a text header line, then a payload
+ * of exactly the length the header declares.
+ *
+ * ```
+ * TYPE SP LEN *(SP ARG) LF PAYLOAD
+ *
+ * "MESSAGE 12 sender\nHello world!"     type MESSAGE, args ["sender"], 12-byte payload
+ * "PING 0\n"                            type PING, no args, empty payload
+ * ```
+ *
+ * - TYPE: one or more of `[A-Za-z0-9_]`; LEN: decimal byte length of PAYLOAD;
+ *   ARG: one or more non-whitespace characters; single spaces between fields.
+ * - Limits (options): header line at most 1024 bytes (without its LF), LEN at
+ *   most 65536. Over a limit is a `FrameTooLargeError`; any other malformed
+ *   header (missing length, bad type, stray spaces) is a `FrameError`.
+ * - PAYLOAD is bytes and may hold anything, newlines included.
+ *
+ * @module
+ */
+
+import { FrameError, FrameTooLargeError } from "./errors.ts";
+import { ByteQueue, type FrameDecoder } from "./frames.ts";
+
+/** Default limit of a header line, in bytes (without the LF). */
+export const EURECHAT_MAX_HEADER_BYTES = 1024;
+/** Default limit of a payload, in bytes. */
+export const EURECHAT_MAX_PAYLOAD_BYTES = 65536;
+
+/** The message types of the directory and peer protocols. */
+export const EURECHAT_TYPES = [
+  "USER",
+  "LOGIN",
+  "PASS",
+  "BIND",
+  "QUERY",
+  "LEAVE",
+  "ACK",
+  "ERR",
+  "RESULT",
+  "MESSAGE",
+  "PING",
+  "PONG",
+] as const;
+
+/** One eurechat message. */
+export interface EurechatMessage {
+  /** The type word, e.g. `USER`. */
+  type: string;
+  /** Space-separated arguments (no whitespace inside any). */
+  args: string[];
+  /** The payload bytes. */
+  payload: Uint8Array;
+}
+
+const LF = 0x0a;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const TYPE_PATTERN = /^[A-Za-z0-9_]+$/;
+const ARG_PATTERN = /^[^\s]+$/;
+
+/**
+ * Encodes a message: `TYPE LEN a1 a2\n` + payload (or `TYPE LEN\n` + payload).
+ *
+ * @throws {TypeError} for a type that is not `[A-Za-z0-9_]+` or an arg that is empty or holds whitespace.
+ * @example
+ * ```ts
+ * import { encodeEurechat } from "./eurechat.ts";
+ * const bytes = encodeEurechat("MESSAGE", ["sender"], "Hello world!");
+ * console.assert(new TextDecoder().decode(bytes) === "MESSAGE 12 sender\nHello world!");
+ * ```
+ */
+export function encodeEurechat(
+  type: string,
+  args: readonly string[] = [],
+  payload: string | Uint8Array = "",
+): Uint8Array {
+  if (!TYPE_PATTERN.test(type)) {
+    throw new TypeError(`Cannot encode message: invalid type '${type}'`);
+  }
+  for (const arg of args) {
+    if (!ARG_PATTERN.test(arg)) {
+      throw new TypeError(`Cannot encode message: invalid argument '${arg}'`);
+    }
+  }
+  const body = typeof payload === "string" ? encoder.encode(payload) : payload;
+  const header = encoder.encode(
+    args.length ? `${type} ${body.length} ${args.join(" ")}\n` : `${type} ${body.length}\n`,
+  );
+  const out = new Uint8Array(header.length + body.length);
+  out.set(header);
+  out.set(body, header.length);
+  return out;
+}
+
+/**
+ * The payload as UTF-8 text.
+ *
+ * @example
+ * ```ts
+ * import { encodeEurechat, EurechatDecoder, payloadText } from "./eurechat.ts";
+ * const [m] = new EurechatDecoder().decode(encodeEurechat("ACK", [], "ok"));
+ * console.assert(payloadText(m) === "ok");
+ * ```
+ */
+export function payloadText(message: EurechatMessage): string {
+  return decoder.decode(message.payload);
+}
+
+/** Limits of a {@link EurechatDecoder}. */
+export interface EurechatDecoderOptions {
+  /** Longest header line in bytes, without the LF (default 1024). */
+  maxHeaderBytes?: number;
+  /** Largest payload in bytes (default 65536). */
+  maxPayloadBytes?: number;
+}
+
+/**
+ * Incremental eurechat decoder: any chunking gives the same messages.
+ *
+ * @example
+ * ```ts
+ * import { EurechatDecoder } from "./eurechat.ts";
+ * const d = new EurechatDecoder();
+ * const input = new TextEncoder().encode("USER 0 corrado\nPASS 0 mypass\n");
+ * const messages = d.decode(input);
+ * console.assert(messages.length === 2 && messages[1].args[0] === "mypass");
+ * ```
+ */
+export class EurechatDecoder implements FrameDecoder<EurechatMessage> {
+  #queue = new ByteQueue();
+  #maxHeader: number;
+  #maxPayload: number;
+  /** Header of the message whose payload is awaited. */
+  #pending?: { type: string; args: string[]; length: number };
+  #scanned = 0;
+
+  /** Makes a decoder with the given limits. */
+  constructor(options: EurechatDecoderOptions = {}) {
+    this.#maxHeader = options.maxHeaderBytes ?? EURECHAT_MAX_HEADER_BYTES;
+    this.#maxPayload = options.maxPayloadBytes ?? EURECHAT_MAX_PAYLOAD_BYTES;
+  }
+
+  /** Feeds bytes; returns the messages completed. */
+  decode(chunk: Uint8Array): EurechatMessage[] {
+    this.#queue.append(chunk);
+    const out: EurechatMessage[] = [];
+    while (true) {
+      if (!this.#pending) {
+        const view = this.#queue.view();
+        const nl = view.indexOf(LF, this.#scanned);
+        if (nl === -1) {
+          if (view.length > this.#maxHeader) {
+            throw new FrameTooLargeError(
+              `header line exceeds limit of ${this.#maxHeader} bytes`,
+              { offset: this.#queue.consumed },
+            );
+          }
+          this.#scanned = view.length;
+          return out;
+        }
+        this.#scanned = 0;
+        if (nl > this.#maxHeader) {
+          throw new FrameTooLargeError(
+            `header line of ${nl} bytes exceeds limit of ${this.#maxHeader} bytes`,
+            { offset: this.#queue.consumed },
+          );
+        }
+        this.#pending = this.#parseHeader(view.subarray(0, nl));
+        this.#queue.skip(nl + 1);
+      }
+      const { type, args, length } = this.#pending;
+      if (this.#queue.length < length) return out;
+      out.push({ type, args, payload: this.#queue.take(length) });
+      this.#pending = undefined;
+    }
+  }
+
+  #parseHeader(line: Uint8Array): { type: string; args: string[]; length: number } {
+    const offset = this.#queue.consumed;
+    let text: string;
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(line);
+    } catch (cause) {
+      throw new FrameError("header line is not valid UTF-8", { offset, cause });
+    }
+    const fields = text.split(" ");
+    const [type, len, ...args] = fields;
+    if (!TYPE_PATTERN.test(type)) {
+      throw new FrameError(
+        type === ""
+          ? "header line does not start with a type"
+          : `invalid message type '${clip(type)}'`,
+        { offset },
+      );
+    }
+    if (len === undefined || len === "") {
+      throw new FrameError(`header of ${type} has no length`, { offset });
+    }
+    if (!/^\d+$/.test(len)) {
+      throw new FrameError(`length '${clip(len)}' is not a decimal number`, { offset });
+    }
+    const length = len.length > 12 ? Infinity : Number(len);
+    if (length > this.#maxPayload) {
+      throw new FrameTooLargeError(
+        `declared length ${clip(len)} exceeds limit of ${this.#maxPayload} bytes`,
+        { offset },
+      );
+    }
+    for (const arg of args) {
+      if (!ARG_PATTERN.test(arg)) {
+        throw new FrameError(
+          arg === "" ? "stray space in header line" : "whitespace inside an argument",
+          { offset },
+        );
+      }
+    }
+    return { type, args, length };
+  }
+
+  /** Throws a `FrameError` if a partial message is buffered. */
+  end(): void {
+    if (this.#pending || this.#queue.length > 0) {
+      throw new FrameError("stream ended inside a message", { offset: this.#queue.consumed });
+    }
+  }
+}
+
+function clip(text: string): string {
+  return text.length > 20 ? `${text.slice(0, 20)}...` : text;
+}
