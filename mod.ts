@@ -19,6 +19,7 @@ export * from "./protocols/errors.ts";
 export * from "./protocols/frames.ts";
 export * from "./protocols/timestamp.ts";
 export * from "./protocols/channel.ts";
+export * from "./protocols/eurechat.ts";
 export { type Server } from "./servers/_net.ts";
 export {
   serveTimestamp,
@@ -41,3 +42,21 @@ export {
   serveChannel,
 } from "./servers/channel.ts";
 export { type ChannelClient, connectChannel, runChannelSession } from "./clients/channel.ts";
+export {
+  type Binding,
+  DIRECTORY_DB,
+  DIRECTORY_PORT,
+  DIRECTORY_TEXTS,
+  type DirectoryOptions,
+  type DirectoryServer,
+  pingPeer,
+  serveDirectory,
+} from "./servers/directory.ts";
+export {
+  connectDirectory,
+  DirectoryClient,
+  DirectoryError,
+  type PeerEntry,
+  sendPeerMessage,
+  servePeer,
+} from "./clients/eurechat.ts";

@@ -9,6 +9,7 @@ import { exitOnSignal, formatAddr, type Server } from "./servers/_net.ts";
 import { type CommandSpec, runCommand, SERVER_FLAGS, setupLogging } from "./servers/_cli.ts";
 import { serveTimestamp } from "./servers/timestamp.ts";
 import { serveChannel } from "./servers/channel.ts";
+import { serveDirectory } from "./servers/directory.ts";
 
 /** One server started by {@link startAll}, with the command that connects to it. */
 export interface StartedServer {
@@ -28,6 +29,8 @@ export interface StartAllOptions {
   anyPort?: boolean;
   /** Unix socket path of the timestamp server. */
   timestampPath?: string;
+  /** Account database of the directory (default `./parley-directory.db`). */
+  directoryDb?: string;
 }
 
 /** Starts every Parley server with its embedded defaults. */
@@ -60,6 +63,15 @@ export function startAll(options: StartAllOptions = {}): StartedServer[] {
     unix,
     (addr) =>
       `deno run --allow-net --allow-read --allow-write clients/timestamp.ts --transport unix --path ${addr}`,
+  );
+  const directory = serveDirectory({ hostname, port: port(8888), db: options.directoryDb });
+  add(
+    "eurechat directory",
+    directory,
+    () =>
+      `deno run --allow-net clients/eurechat.ts --user NAME --directory-host ${hostname} --directory-port ${
+        portOf(directory)
+      }`,
   );
   const channel = serveChannel({ hostname, port: port(55555) });
   add(

@@ -12,7 +12,23 @@ import { randomBytes, scrypt, timingSafeEqual } from "node:crypto";
 export const DEFAULT_HASH_COST = 15;
 const KEY_BYTES = 32;
 
-function scryptAsync(password: string, salt: Uint8Array, cost: number): Promise<Uint8Array> {
+/** Hashes computed at once; more wait their turn (each costs 128 * N * r bytes of memory). */
+const MAX_PARALLEL_HASHES = 4;
+let running = 0;
+const waiting: (() => void)[] = [];
+
+async function scryptAsync(password: string, salt: Uint8Array, cost: number): Promise<Uint8Array> {
+  while (running >= MAX_PARALLEL_HASHES) await new Promise<void>((r) => waiting.push(r));
+  running++;
+  try {
+    return await scryptOnce(password, salt, cost);
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
+function scryptOnce(password: string, salt: Uint8Array, cost: number): Promise<Uint8Array> {
   const N = 2 ** cost;
   return new Promise((resolve, reject) =>
     scrypt(password, salt, KEY_BYTES, { N, r: 8, p: 1, maxmem: 256 * N * 8 }, (error, key) => {
@@ -129,11 +145,15 @@ interface Tally {
 }
 
 /**
- * Counts failed logins per name and per address. Once either reaches the
- * limit within the window, attempts are refused until the oldest failure ages
- * out. Attempts in progress count against the limit, so parallel attempts can
- * never start more hash computations than the limit allows. Successes are
- * never counted.
+ * Counts failed logins per key (`name:<user>`, `addr:<ip>`). Once a key reaches
+ * the limit within the window, attempts are refused until its oldest failure
+ * ages out. Successes are never counted, so a busy but honest client is never
+ * refused.
+ *
+ * Attempts in progress count too, so parallel guesses cannot start more hash
+ * computations than the limit allows: for a name always, and for an address
+ * once it has failed at least once (an address with no failures, such as a
+ * gateway logging many users in at once, is never held back).
  */
 export class LoginThrottle {
   #tallies = new Map<string, Tally>();
@@ -164,7 +184,9 @@ export class LoginThrottle {
     let wait = 0;
     for (const key of keys) {
       const tally = this.#tally(key);
-      if (tally.failures.length + tally.inFlight >= this.#max) {
+      const countsInFlight = key.startsWith("name:") || tally.failures.length > 0;
+      const used = tally.failures.length + (countsInFlight ? tally.inFlight : 0);
+      if (used >= this.#max) {
         const oldest = tally.failures[0] ?? this.#now();
         wait = Math.max(wait, Math.ceil((oldest + this.#window - this.#now()) / 1000), 1);
       }
