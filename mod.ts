@@ -20,6 +20,7 @@ export * from "./protocols/frames.ts";
 export * from "./protocols/timestamp.ts";
 export * from "./protocols/channel.ts";
 export * from "./protocols/eurechat.ts";
+export * from "./protocols/im.ts";
 export { type Server } from "./servers/_net.ts";
 export {
   serveTimestamp,
@@ -60,3 +61,5 @@ export {
   sendPeerMessage,
   servePeer,
 } from "./clients/eurechat.ts";
+export { IM_PORT, IM_TEXTS, type ImServer, type ImServerOptions, serveIm } from "./servers/im.ts";
+export { connectIm, type ImClient, runImSession } from "./clients/im.ts";

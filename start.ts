@@ -10,6 +10,7 @@ import { type CommandSpec, runCommand, SERVER_FLAGS, setupLogging } from "./serv
 import { serveTimestamp } from "./servers/timestamp.ts";
 import { serveChannel } from "./servers/channel.ts";
 import { serveDirectory } from "./servers/directory.ts";
+import { serveIm } from "./servers/im.ts";
 
 /** One server started by {@link startAll}, with the command that connects to it. */
 export interface StartedServer {
@@ -72,6 +73,12 @@ export function startAll(options: StartAllOptions = {}): StartedServer[] {
       `deno run --allow-net clients/eurechat.ts --user NAME --directory-host ${hostname} --directory-port ${
         portOf(directory)
       }`,
+  );
+  const im = serveIm({ hostname, port: port(6666) });
+  add(
+    "IM conversations",
+    im,
+    () => `deno run --allow-net clients/im.ts --user NAME --host ${hostname} --port ${portOf(im)}`,
   );
   const channel = serveChannel({ hostname, port: port(55555) });
   add(

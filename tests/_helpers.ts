@@ -260,3 +260,86 @@ export class EntryProcess {
     await this.stop();
   }
 }
+
+/** True where tmux is installed (terminal tests are skipped, and say so, where it is not). */
+export const HAS_TMUX: boolean = await new Deno.Command("tmux", {
+  args: ["-V"],
+  stdout: "null",
+  stderr: "null",
+})
+  .output().then((o) => o.success, () => false);
+
+/**
+ * A private tmux server for driving terminal clients as a person would:
+ * `start` runs a command in a new window, `type` sends keys, `screen` reads
+ * the visible lines (trailing blanks dropped).
+ */
+export class Tmux {
+  readonly socket = `parley-test-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+
+  async #run(...args: string[]): Promise<string> {
+    const out = await new Deno.Command("tmux", {
+      args: ["-L", this.socket, ...args],
+      stdout: "piped",
+      stderr: "piped",
+    })
+      .output();
+    return new TextDecoder().decode(out.stdout);
+  }
+
+  /** Starts `deno run <flags> <script> <args>` in a new 80x24 session named `name`. */
+  async start(name: string, script: string, args: string[], flags: string[]): Promise<void> {
+    const root = new URL("..", import.meta.url).pathname;
+    await this.#run(
+      "new-session",
+      "-d",
+      "-s",
+      name,
+      "-x",
+      "80",
+      "-y",
+      "24",
+      "-c",
+      root,
+      Deno.execPath(),
+      "run",
+      "--quiet",
+      ...flags,
+      script,
+      ...args,
+    );
+  }
+
+  /** Types `text` and presses Enter. */
+  async type(name: string, text: string): Promise<void> {
+    await this.#run("send-keys", "-t", name, "-l", text);
+    await this.#run("send-keys", "-t", name, "Enter");
+  }
+
+  /** The screen's non-empty lines, trailing spaces removed. */
+  async screen(name: string): Promise<string[]> {
+    return (await this.#run("capture-pane", "-p", "-t", name)).split("\n").map((l) => l.trimEnd())
+      .filter((l) => l !== "");
+  }
+
+  /** Waits until the screen of `name` holds a line equal to `line` (or matching it). */
+  async waitForLine(name: string, line: string | RegExp, ms = 10000): Promise<string[]> {
+    let last: string[] = [];
+    await waitUntil(
+      async () => {
+        last = await this.screen(name);
+        return last.some((l) => typeof line === "string" ? l === line : line.test(l));
+      },
+      ms,
+      `${line} on ${name}'s screen`,
+    ).catch((e) => {
+      throw new Error(`${e.message}; screen was:\n${last.join("\n")}`);
+    });
+    return last;
+  }
+
+  /** Kills the tmux server and everything in it. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#run("kill-server");
+  }
+}

@@ -1,0 +1,352 @@
+/**
+ * IM conversation server (seed 001, SPEC.md 2.3): users register with a
+ * status, see who is online, invite each other into conversations, and chat
+ * in several conversations at once.
+ *
+ * ```sh
+ * deno run --allow-net servers/im.ts          # port 6666
+ * ```
+ *
+ * Where SPEC.md is silent: conversation ids are integers counting from 1; a
+ * successful JOIN, LEAVE or STATUS sends nothing back but the ONLINE_USERS
+ * update it causes (STATUS) or nothing (JOIN, LEAVE); joining a conversation
+ * you are in is harmless; a user who left may JOIN again while the
+ * conversation exists; LIST_CONVERSATIONS lists every conversation, including
+ * ones nobody has joined yet.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import {
+  type ConversationId,
+  encodeIm,
+  type ImClientMessage,
+  ImLineDecoder,
+  ImMessageError,
+  type ImServerMessage,
+  parseImLine,
+} from "../protocols/im.ts";
+import { isFrameError } from "../protocols/errors.ts";
+import { type Connection, exitOnSignal, formatAddr, type Server, serveStream } from "./_net.ts";
+import {
+  type CommandSpec,
+  intValue,
+  portValue,
+  runCommand,
+  secondsValue,
+  SERVER_FLAGS,
+  serverBasics,
+  setupLogging,
+} from "./_cli.ts";
+
+/** Default port of the IM server. */
+export const IM_PORT = 6666;
+
+/** The IM server's ERROR texts. */
+export const IM_TEXTS = {
+  registerFirst: "REGISTER first: send REGISTER [username, status]",
+  nameTaken: (name: string): string => `username ${name} is already taken`,
+  alreadyRegistered: (name: string): string => `already registered as ${name}`,
+  notOnline: (name: string): string => `cannot invite ${name}: not online`,
+  noConversation: (id: ConversationId): string => `no conversation ${id}`,
+  notInvited: (id: ConversationId): string => `you are not invited to conversation ${id}`,
+  notMember: (id: ConversationId): string => `you are not a member of conversation ${id}`,
+} as const;
+
+/** Options of {@link serveIm}. */
+export interface ImServerOptions {
+  /** Address to listen on; default `127.0.0.1`. */
+  hostname?: string;
+  /** Port; default 6666, 0 picks a free one. */
+  port?: number;
+  /** How often ONLINE_USERS is pushed to everyone, ms (default 10 s; 0: only on change). */
+  presenceIntervalMs?: number;
+  /** Longest line in bytes (default 64 KiB). */
+  maxLineBytes?: number;
+  /** Send-queue limit per connection. */
+  maxQueueBytes?: number;
+}
+
+interface User {
+  name: string;
+  status: string;
+  connection: Connection;
+  conversations: Set<Conversation>;
+}
+
+interface Conversation {
+  id: number;
+  invited: Set<string>;
+  members: Set<User>;
+}
+
+/** A running IM server, with a read-only view of its state for tests and tools. */
+export interface ImServer extends Server {
+  /** Online users by name, with their status. */
+  onlineUsers(): Record<string, string>;
+  /** Conversations by id, with their members. */
+  conversations(): Record<string, string[]>;
+}
+
+const logger = getLogger(["parley", "im"]);
+
+/**
+ * Starts an IM server.
+ *
+ * @example
+ * ```ts
+ * import { serveIm } from "./im.ts";
+ * await using server = serveIm({ port: 0, presenceIntervalMs: 0 });
+ * console.assert(Object.keys(server.onlineUsers()).length === 0);
+ * ```
+ */
+export function serveIm(options: ImServerOptions = {}): ImServer {
+  const users = new Map<string, User>();
+  const conversations = new Map<number, Conversation>();
+  let nextId = 1;
+
+  const send = (connection: Connection, message: ImServerMessage) =>
+    connection.send(encodeIm(message));
+  const error = (connection: Connection, text: string) =>
+    send(connection, { command: "ERROR", text });
+  const onlineUsers = () => Object.fromEntries([...users.values()].map((u) => [u.name, u.status]));
+  const listConversations = () =>
+    Object.fromEntries(
+      [...conversations.values()].map((c) => [String(c.id), [...c.members].map((u) => u.name)]),
+    );
+
+  const pushPresence = () => {
+    if (users.size === 0) return;
+    const frame = encodeIm({ command: "ONLINE_USERS", users: onlineUsers() });
+    for (const user of users.values()) user.connection.send(frame);
+  };
+
+  const leave = (user: User, conversation: Conversation) => {
+    conversation.members.delete(user);
+    user.conversations.delete(conversation);
+    if (conversation.members.size === 0) {
+      conversations.delete(conversation.id);
+      logger.debug("Conversation {id} ended", { id: conversation.id });
+    }
+  };
+
+  const goOffline = (user: User) => {
+    if (users.get(user.name) !== user) return;
+    for (const conversation of [...user.conversations]) leave(user, conversation);
+    users.delete(user.name);
+    logger.info("{name} went offline", { name: user.name });
+    pushPresence();
+  };
+
+  const find = (connection: Connection, id: ConversationId): Conversation | undefined => {
+    const conversation = conversations.get(Number(id));
+    if (!conversation) error(connection, IM_TEXTS.noConversation(id));
+    return conversation;
+  };
+
+  /** Handles one message; returns false when the connection should close (GOODBYE). */
+  const handle = (
+    connection: Connection,
+    user: User | undefined,
+    m: ImClientMessage | ImServerMessage,
+  ): User | undefined | false => {
+    if (m.command === "REGISTER") {
+      if (user) return error(connection, IM_TEXTS.alreadyRegistered(user.name)), user;
+      if (users.has(m.username)) {
+        return error(connection, IM_TEXTS.nameTaken(m.username)), undefined;
+      }
+      const registered: User = {
+        name: m.username,
+        status: m.status,
+        connection,
+        conversations: new Set(),
+      };
+      users.set(m.username, registered);
+      logger.info("{name} registered from {peer}", {
+        name: m.username,
+        peer: formatAddr(connection.remoteAddr),
+      });
+      pushPresence();
+      return registered;
+    }
+    if (!user) return error(connection, IM_TEXTS.registerFirst), undefined;
+    switch (m.command) {
+      case "STATUS":
+        user.status = m.status;
+        pushPresence();
+        return user;
+      case "GOODBYE":
+        goOffline(user);
+        return false;
+      case "INVITE": {
+        const conversation: Conversation = {
+          id: nextId++,
+          invited: new Set([user.name]),
+          members: new Set(),
+        };
+        conversations.set(conversation.id, conversation);
+        const invitation = encodeIm({
+          command: "INVITATION",
+          conversation: conversation.id,
+          inviter: user.name,
+        });
+        user.connection.send(invitation);
+        for (const name of new Set(m.users)) {
+          if (name === user.name) continue;
+          const invitee = users.get(name);
+          if (!invitee) {
+            error(connection, IM_TEXTS.notOnline(name));
+            continue;
+          }
+          conversation.invited.add(name);
+          invitee.connection.send(invitation);
+        }
+        return user;
+      }
+      case "LIST_CONVERSATIONS":
+        send(connection, { command: "CONVERSATIONS", conversations: listConversations() });
+        return user;
+      case "JOIN": {
+        const conversation = find(connection, m.conversation);
+        if (!conversation) return user;
+        if (!conversation.invited.has(user.name)) {
+          return error(connection, IM_TEXTS.notInvited(m.conversation)), user;
+        }
+        conversation.members.add(user);
+        user.conversations.add(conversation);
+        return user;
+      }
+      case "SEND_MESSAGE": {
+        const conversation = find(connection, m.conversation);
+        if (!conversation) return user;
+        if (!conversation.members.has(user)) {
+          return error(connection, IM_TEXTS.notMember(m.conversation)), user;
+        }
+        const frame = encodeIm({
+          command: "MESSAGE",
+          conversation: conversation.id,
+          sender: user.name,
+          message: m.message,
+        });
+        for (const member of conversation.members) member.connection.send(frame);
+        return user;
+      }
+      case "LEAVE": {
+        const conversation = find(connection, m.conversation);
+        if (!conversation) return user;
+        if (!conversation.members.has(user)) {
+          return error(connection, IM_TEXTS.notMember(m.conversation)), user;
+        }
+        leave(user, conversation);
+        return user;
+      }
+      default:
+        error(connection, `${m.command} is sent by the server, not by clients`);
+        return user;
+    }
+  };
+
+  const server = serveStream(
+    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? IM_PORT },
+    async (connection) => {
+      const decoder = new ImLineDecoder({ maxLineBytes: options.maxLineBytes });
+      let user: User | undefined;
+      try {
+        for await (const chunk of connection.chunks()) {
+          let lines: string[];
+          try {
+            lines = decoder.decode(chunk);
+          } catch (e) {
+            if (!isFrameError(e)) throw e;
+            error(connection, e.message);
+            await connection.end();
+            return;
+          }
+          for (const line of lines) {
+            let message;
+            try {
+              message = parseImLine(line);
+            } catch (e) {
+              if (!(e instanceof ImMessageError)) throw e;
+              error(connection, e.message);
+              continue;
+            }
+            const next = handle(connection, user, message);
+            if (next === false) {
+              await connection.end();
+              return;
+            }
+            user = next;
+          }
+        }
+      } finally {
+        if (user) goOffline(user);
+      }
+    },
+    { logger, maxQueueBytes: options.maxQueueBytes },
+  );
+
+  const interval = options.presenceIntervalMs ?? 10_000;
+  const timer = interval > 0 ? setInterval(pushPresence, interval) : undefined;
+  const shutdown = async () => {
+    clearInterval(timer);
+    await server.shutdown();
+  };
+  logger.info("Listening on {addr}", { addr: formatAddr(server.addr) });
+  return {
+    addr: server.addr,
+    finished: server.finished,
+    shutdown,
+    [Symbol.asyncDispose]: shutdown,
+    onlineUsers,
+    conversations: listConversations,
+  };
+}
+
+/** The command-line interface of `servers/im.ts`. */
+export const IM_COMMAND: CommandSpec = {
+  name: "servers/im.ts",
+  usage: "[--port PORT] [--presence-interval SECONDS] ...",
+  summary:
+    "IM conversation server: presence, invitation-only conversations, messages to every member.",
+  flags: {
+    port: {
+      type: "string",
+      default: String(IM_PORT),
+      value: "PORT",
+      description: "port; 0 picks one",
+    },
+    "presence-interval": {
+      type: "string",
+      default: "10",
+      value: "SECONDS",
+      description: "how often ONLINE_USERS is sent to everyone (0: only on change)",
+    },
+    "max-line": {
+      type: "string",
+      default: String(64 * 1024),
+      value: "BYTES",
+      description: "longest line",
+    },
+    ...SERVER_FLAGS,
+  },
+};
+
+/** Runs the IM server from command-line arguments until SIGINT/SIGTERM. */
+export async function main(args: readonly string[]): Promise<void> {
+  await runCommand(args, IM_COMMAND, async ({ values }) => {
+    const options: ImServerOptions = {
+      ...serverBasics(values),
+      port: portValue(values.port),
+      presenceIntervalMs: secondsValue(values["presence-interval"], "presence-interval"),
+      maxLineBytes: intValue(values["max-line"], "max-line", 16),
+    };
+    await setupLogging(values);
+    const server = serveIm(options);
+    exitOnSignal([server], logger);
+    await server.finished;
+  });
+}
+
+if (import.meta.main) await main(Deno.args);

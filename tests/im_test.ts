@@ -1,0 +1,229 @@
+import { deepStrictEqual, match } from "node:assert/strict";
+import {
+  encodeIm,
+  type ImClientMessage,
+  ImLineDecoder,
+  type ImServerMessage,
+  parseImLine,
+} from "../protocols/im.ts";
+import type { FrameDecoder } from "../protocols/frames.ts";
+import { IM_TEXTS, serveIm } from "../servers/im.ts";
+import { EntryProcess, Peer, waitUntil } from "./_helpers.ts";
+
+/** Decodes server lines into messages. */
+class ImDecoder implements FrameDecoder<ImServerMessage> {
+  #lines = new ImLineDecoder();
+  decode(chunk: Uint8Array) {
+    return this.#lines.decode(chunk).map((l) => parseImLine(l) as ImServerMessage);
+  }
+  end() {}
+}
+
+type Client = Peer<ImServerMessage> & {
+  send(m: ImClientMessage): Promise<void>;
+  expect(...m: ImServerMessage[]): Promise<void>;
+};
+
+async function connect(server: { addr: Deno.Addr }): Promise<Client> {
+  const peer = await Peer.connect(server.addr, new ImDecoder()) as Client;
+  peer.send = (m) => peer.write(encodeIm(m));
+  peer.expect = async (...expected) => deepStrictEqual(await peer.take(expected.length), expected);
+  return peer;
+}
+
+async function register(
+  server: { addr: Deno.Addr },
+  name: string,
+  status = "online",
+): Promise<Client> {
+  const c = await connect(server);
+  await c.send({ command: "REGISTER", username: name, status });
+  const first = await c.next();
+  deepStrictEqual(first.command, "ONLINE_USERS");
+  return c;
+}
+
+const online = (users: Record<string, string>): ImServerMessage => ({
+  command: "ONLINE_USERS",
+  users,
+});
+const error = (text: string): ImServerMessage => ({ command: "ERROR", text });
+
+Deno.test("serveIm() three clients: registration, presence, invitations, messages, leaving", async () => {
+  await using server = serveIm({ port: 0, presenceIntervalMs: 0 });
+  await using alice = await register(server, "alice");
+  deepStrictEqual(server.onlineUsers(), { alice: "online" });
+  await using bob = await register(server, "bob");
+  await alice.expect(online({ alice: "online", bob: "online" }));
+  // A taken name is refused and the connection stays unregistered; it may try another.
+  await using dup = await connect(server);
+  await dup.send({ command: "REGISTER", username: "bob", status: "x" });
+  await dup.expect(error(IM_TEXTS.nameTaken("bob")));
+  await dup.send({ command: "LIST_CONVERSATIONS" });
+  await dup.expect(error(IM_TEXTS.registerFirst));
+  await dup.send({ command: "REGISTER", username: "carol", status: "busy" });
+  const everyone = online({ alice: "online", bob: "online", carol: "busy" });
+  await dup.expect(everyone);
+  await alice.expect(everyone);
+  await bob.expect(everyone);
+  const carol = dup;
+
+  await bob.send({ command: "STATUS", status: "away" });
+  const away = online({ alice: "online", bob: "away", carol: "busy" });
+  for (const c of [alice, bob, carol]) await c.expect(away);
+
+  // alice invites bob and an offline user: bob and alice get the invitation, alice hears about dave.
+  await alice.send({ command: "INVITE", users: ["bob", "dave"] });
+  await alice.expect(
+    { command: "INVITATION", conversation: 1, inviter: "alice" },
+    error(IM_TEXTS.notOnline("dave")),
+  );
+  await bob.expect({ command: "INVITATION", conversation: 1, inviter: "alice" });
+  await carol.expectSilence(50);
+
+  // carol was not invited: she cannot join or send.
+  await carol.send({ command: "JOIN", conversation: 1 });
+  await carol.expect(error(IM_TEXTS.notInvited(1)));
+  await carol.send({ command: "SEND_MESSAGE", conversation: 1, message: "let me in" });
+  await carol.expect(error(IM_TEXTS.notMember(1)));
+  await carol.send({ command: "JOIN", conversation: 99 });
+  await carol.expect(error(IM_TEXTS.noConversation(99)));
+
+  await alice.send({ command: "JOIN", conversation: 1 });
+  await bob.send({ command: "JOIN", conversation: "1" });
+  await bob.send({ command: "LIST_CONVERSATIONS" });
+  await bob.expect({ command: "CONVERSATIONS", conversations: { "1": ["alice", "bob"] } });
+  await bob.send({ command: "SEND_MESSAGE", conversation: 1, message: "hi all" });
+  const hi: ImServerMessage = {
+    command: "MESSAGE",
+    conversation: 1,
+    sender: "bob",
+    message: "hi all",
+  };
+  await alice.expect(hi);
+  await bob.expect(hi);
+  await carol.expectSilence(50);
+
+  // bob leaves; alice's message reaches only her; the last member leaving removes the conversation.
+  await bob.send({ command: "LEAVE", conversation: 1 });
+  await alice.send({ command: "SEND_MESSAGE", conversation: 1, message: "alone" });
+  await alice.expect({ command: "MESSAGE", conversation: 1, sender: "alice", message: "alone" });
+  await bob.expectSilence(50);
+  await alice.send({ command: "LEAVE", conversation: 1 });
+  await alice.send({ command: "LIST_CONVERSATIONS" });
+  await alice.expect({ command: "CONVERSATIONS", conversations: {} });
+  deepStrictEqual(server.conversations(), {});
+});
+
+Deno.test("serveIm() a killed client leaves its conversations and presence; GOODBYE does the same", async () => {
+  await using server = serveIm({ port: 0, presenceIntervalMs: 0 });
+  await using alice = await register(server, "alice");
+  const bob = await register(server, "bob");
+  await using carol = await register(server, "carol");
+  await alice.take(2);
+  await bob.take(1);
+  await alice.send({ command: "INVITE", users: ["bob", "carol"] });
+  await alice.next();
+  await bob.next();
+  await carol.next();
+  for (const c of [alice, bob, carol]) await c.send({ command: "JOIN", conversation: 1 });
+  await waitUntil(() => (server.conversations()["1"] ?? []).length === 3, 2000, "three members");
+  await bob.close(); // killed: no GOODBYE
+  await alice.expect(online({ alice: "online", carol: "online" }));
+  await carol.expect(online({ alice: "online", carol: "online" }));
+  deepStrictEqual(server.conversations(), { "1": ["alice", "carol"] });
+  await carol.send({ command: "GOODBYE" });
+  await carol.closedByServer();
+  await alice.expect(online({ alice: "online" }));
+  deepStrictEqual(server.conversations(), { "1": ["alice"] });
+});
+
+Deno.test("serveIm() answers bad input with ERROR and keeps the connection; only an oversized line closes it", async () => {
+  await using server = serveIm({ port: 0, presenceIntervalMs: 0, maxLineBytes: 1024 });
+  await using alice = await register(server, "alice");
+  const enc = new TextEncoder();
+  for (
+    const [line, expected] of [
+      ["FOO\n", /^unknown command FOO$/],
+      ["REGISTER not json\n", /^invalid JSON after REGISTER/],
+      ['JOIN "x"\n', /^JOIN expects \[convId\]/],
+      ['REGISTER ["alice","online"]\n', /^already registered as alice$/],
+      ['MESSAGE [1,"a","b"]\n', /^MESSAGE is sent by the server, not by clients$/],
+    ] as const
+  ) {
+    await alice.write(enc.encode(line));
+    const m = await alice.next();
+    deepStrictEqual(m.command, "ERROR");
+    match((m as { text: string }).text, expected);
+  }
+  await alice.send({ command: "LIST_CONVERSATIONS" });
+  await alice.expect({ command: "CONVERSATIONS", conversations: {} });
+  await using other = await register(server, "other");
+  await alice.next();
+  await other.write(enc.encode("x".repeat(2000)));
+  const m = await other.next();
+  match((m as { text: string }).text, /^Cannot decode frame: line exceeds limit of 1024 bytes/);
+  await other.closedByServer();
+  await alice.expect(online({ alice: "online" }));
+});
+
+Deno.test("serveIm() pushes ONLINE_USERS periodically", async () => {
+  await using server = serveIm({ port: 0, presenceIntervalMs: 100 });
+  await using alice = await register(server, "alice");
+  await alice.expect(online({ alice: "online" }), online({ alice: "online" }));
+});
+
+Deno.test("serveIm() handles lines split into single bytes and many lines in one write", async () => {
+  await using server = serveIm({ port: 0, presenceIntervalMs: 0 });
+  await using a = await connect(server);
+  const bytes = new Uint8Array([
+    ...encodeIm({ command: "REGISTER", username: "a", status: "s" }),
+    ...encodeIm({ command: "INVITE", users: ["a"] }),
+    ...encodeIm({ command: "JOIN", conversation: 1 }),
+  ]);
+  for (let i = 0; i < bytes.length; i++) await a.write(bytes.subarray(i, i + 1));
+  await a.expect(online({ a: "s" }), { command: "INVITATION", conversation: 1, inviter: "a" });
+  await a.write(
+    new Uint8Array(
+      Array.from(
+        { length: 20 },
+        (_, i) => [...encodeIm({ command: "SEND_MESSAGE", conversation: 1, message: `m${i}` })],
+      ).flat(),
+    ),
+  );
+  deepStrictEqual(
+    (await a.take(20)).map((m) => (m as { message: string }).message),
+    Array.from({ length: 20 }, (_, i) => `m${i}`),
+  );
+});
+
+Deno.test("servers/im.ts and clients/im.ts as processes: invite, accept, chat with conversation and sender on each line", async () => {
+  await using server = EntryProcess.start("servers/im.ts", ["--port", "0"], ["--allow-net"]);
+  const port = String(await server.listeningPort());
+  const start = (user: string) =>
+    EntryProcess.start("clients/im.ts", ["--user", user, "--port", port], ["--allow-net"], {
+      stdin: true,
+    });
+  await using alice = start("alice");
+  await alice.waitFor(/Online: alice \(online\)\n/);
+  await using bob = start("bob");
+  await alice.waitFor(/Online: alice \(online\), bob \(online\)\n/);
+  await alice.type("/invite bob\n");
+  await alice.waitFor(/\[1\] conversation started; you are in it\n/);
+  await bob.waitFor(/\[1\] alice invites you: \/accept 1\n/);
+  await bob.type("/accept 1\n");
+  await bob.type("/list\n");
+  await bob.waitFor(/\[1\] alice, bob\n/);
+  await bob.type("hello alice\n");
+  await alice.waitFor(/\[1\] bob: hello alice\n/);
+  await alice.type("/say 1 hi bob\n");
+  await bob.waitFor(/\[1\] alice: hi bob\n/);
+  await bob.type("/status away\n");
+  await alice.waitFor(/Online: alice \(online\), bob \(away\)\n/);
+  await bob.type("/quit\n");
+  deepStrictEqual((await bob.exited()).code, 0);
+  await alice.waitFor(/Online: alice \(online\)\n(.|\n)*$/);
+  await alice.closeStdin();
+  deepStrictEqual((await alice.exited()).code, 0);
+  deepStrictEqual((await server.stop("SIGINT")).code, 0);
+});
