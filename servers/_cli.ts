@@ -11,6 +11,9 @@ import {
   getTextFormatter,
   jsonLinesFormatter,
   type LogLevel,
+  type LogRecord,
+  type Sink,
+  type TextFormatter,
 } from "@logtape/logtape";
 import { DEFAULT_MAX_QUEUE_BYTES } from "./_net.ts";
 
@@ -244,14 +247,30 @@ export async function setupLogging(values: ParsedCli["values"]): Promise<void> {
     category: ".",
     value: (v: unknown) => typeof v === "string" ? v : Deno.inspect(v),
   });
+  const sinks: Record<string, Sink> = { console: getConsoleSink({ formatter }) };
+  if (values["log-file"] !== undefined) {
+    sinks.file = fileSink(String(values["log-file"]), formatter);
+  }
+  const names = Object.keys(sinks);
   await configure({
     reset: true,
-    sinks: { console: getConsoleSink({ formatter }) },
+    sinks,
     loggers: [
-      { category: ["parley"], lowestLevel: level, sinks: ["console"] },
+      { category: ["parley"], lowestLevel: level, sinks: names },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },
     ],
   });
+}
+
+/** A sink appending each formatted record to a file (opened once, written synchronously). */
+function fileSink(path: string, formatter: TextFormatter): Sink & Disposable {
+  const file = Deno.openSync(path, { create: true, append: true });
+  const encoder = new TextEncoder();
+  const sink = (record: LogRecord) => {
+    const bytes = encoder.encode(formatter(record));
+    for (let offset = 0; offset < bytes.length;) offset += file.writeSync(bytes.subarray(offset));
+  };
+  return Object.assign(sink, { [Symbol.dispose]: () => file.close() });
 }
 
 /** Reads the shared server flags: host and send-queue limit. */

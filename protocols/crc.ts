@@ -1,0 +1,329 @@
+/**
+ * Clemson Relay Chat framing (seed 003, SPEC.md 3.1): binary, big-endian, no
+ * delimiter; each message's header says how long it is.
+ *
+ * ```
+ * type  message              after the type byte                                          header
+ * 0x00  server registration  source u32, last_hop u32, name_len u8, info_len u16, name, info  12
+ * 0x80  client registration  source u32, last_hop u32, name_len u8, info_len u16, name, info  12
+ * 0x01  status               source u32, destination u32, code u16, len u32, content          15
+ * 0x81  client chat          source u32, destination u32, len u32, content                    13
+ * 0x82  client quit          source u32, len u32, content                                      9
+ * 0x02  server quit          source u32, replacement u32, len u32, content                    13
+ * ```
+ *
+ * Strings are UTF-8 and lengths count bytes. An unknown type byte is a
+ * `FrameError`; a content length over the decoder's limit (default 64 KiB) is
+ * a `FrameTooLargeError`. Encoders refuse values that do not fit their field
+ * (`RangeError`), never truncate.
+ *
+ * @module
+ */
+
+import { FrameError, FrameTooLargeError } from "./errors.ts";
+import { ByteQueue, type FrameDecoder } from "./frames.ts";
+
+/** Type bytes. */
+export const CRC_TYPES = {
+  serverRegistration: 0x00,
+  status: 0x01,
+  serverQuit: 0x02,
+  clientRegistration: 0x80,
+  chat: 0x81,
+  clientQuit: 0x82,
+} as const;
+
+/** Default limit of a chat, status or quit content, in bytes. */
+export const CRC_MAX_CONTENT_BYTES = 64 * 1024;
+
+/** Status codes used by the CRC node. */
+export const CRC_STATUS = { welcome: 0, unknownId: 1, duplicateId: 2 } as const;
+
+/** A registration (server or client). */
+export interface CrcRegistration {
+  /** `server_registration` or `client_registration`. */
+  kind: "server_registration" | "client_registration";
+  /** The registering machine. */
+  source: number;
+  /** The machine that last forwarded it (0 from a brand-new neighbour). */
+  lastHop: number;
+  /** Name (at most 255 bytes). */
+  name: string;
+  /** Info (at most 65535 bytes). */
+  info: string;
+}
+
+/** Any CRC message. */
+export type CrcMessage =
+  | CrcRegistration
+  | { kind: "status"; source: number; destination: number; code: number; content: string }
+  | { kind: "chat"; source: number; destination: number; content: string }
+  | { kind: "client_quit"; source: number; content: string }
+  | { kind: "server_quit"; source: number; replacement: number; content: string };
+
+/** The `kind` of each message. */
+export type CrcKind = CrcMessage["kind"];
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function u32(value: number, field: string): number {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
+    throw new RangeError(`Cannot encode message: ${field} ${value} does not fit in 32 bits`);
+  }
+  return value;
+}
+
+function bytesOf(text: string, field: string, max: number): Uint8Array {
+  const bytes = encoder.encode(text);
+  if (bytes.length > max) {
+    throw new RangeError(
+      `Cannot encode message: ${field} is ${bytes.length} bytes, limit is ${max}`,
+    );
+  }
+  return bytes;
+}
+
+/**
+ * Encodes one message.
+ *
+ * @throws {RangeError} when a value does not fit its field.
+ * @example
+ * ```ts
+ * import { encodeCrc } from "./crc.ts";
+ * const bytes = encodeCrc({ kind: "chat", source: 1, destination: 2, content: "hi" });
+ * console.assert(bytes.length === 13 + 2 && bytes[0] === 0x81);
+ * ```
+ */
+export function encodeCrc(message: CrcMessage): Uint8Array {
+  switch (message.kind) {
+    case "server_registration":
+    case "client_registration": {
+      const name = bytesOf(message.name, "name", 0xff);
+      const info = bytesOf(message.info, "info", 0xffff);
+      const out = new Uint8Array(12 + name.length + info.length);
+      const view = new DataView(out.buffer);
+      out[0] = message.kind === "server_registration"
+        ? CRC_TYPES.serverRegistration
+        : CRC_TYPES.clientRegistration;
+      view.setUint32(1, u32(message.source, "source"));
+      view.setUint32(5, u32(message.lastHop, "last_hop"));
+      out[9] = name.length;
+      view.setUint16(10, info.length);
+      out.set(name, 12);
+      out.set(info, 12 + name.length);
+      return out;
+    }
+    case "status": {
+      if (!Number.isInteger(message.code) || message.code < 0 || message.code > 0xffff) {
+        throw new RangeError(
+          `Cannot encode message: status code ${message.code} does not fit in 16 bits`,
+        );
+      }
+      const content = bytesOf(message.content, "content", 0xffffffff);
+      const out = new Uint8Array(15 + content.length);
+      const view = new DataView(out.buffer);
+      out[0] = CRC_TYPES.status;
+      view.setUint32(1, u32(message.source, "source"));
+      view.setUint32(5, u32(message.destination, "destination"));
+      view.setUint16(9, message.code);
+      view.setUint32(11, content.length);
+      out.set(content, 15);
+      return out;
+    }
+    case "chat":
+    case "server_quit": {
+      const content = bytesOf(message.content, "content", 0xffffffff);
+      const out = new Uint8Array(13 + content.length);
+      const view = new DataView(out.buffer);
+      out[0] = message.kind === "chat" ? CRC_TYPES.chat : CRC_TYPES.serverQuit;
+      view.setUint32(1, u32(message.source, "source"));
+      view.setUint32(
+        5,
+        message.kind === "chat"
+          ? u32(message.destination, "destination")
+          : u32(message.replacement, "replacement"),
+      );
+      view.setUint32(9, content.length);
+      out.set(content, 13);
+      return out;
+    }
+    case "client_quit": {
+      const content = bytesOf(message.content, "content", 0xffffffff);
+      const out = new Uint8Array(9 + content.length);
+      const view = new DataView(out.buffer);
+      out[0] = CRC_TYPES.clientQuit;
+      view.setUint32(1, u32(message.source, "source"));
+      view.setUint32(5, content.length);
+      out.set(content, 9);
+      return out;
+    }
+  }
+}
+
+/** Fixed header size of each type byte (the type byte included). */
+const HEADER_BYTES: Record<number, number> = {
+  0x00: 12,
+  0x80: 12,
+  0x01: 15,
+  0x81: 13,
+  0x82: 9,
+  0x02: 13,
+};
+
+/** Limits of a {@link CrcDecoder}. */
+export interface CrcDecoderOptions {
+  /** Largest chat, status or quit content in bytes (default 64 KiB). */
+  maxContentBytes?: number;
+}
+
+/**
+ * Incremental CRC decoder: frames split across reads, or several in one read,
+ * decode the same. Use {@link CrcFrameDecoder} when the wire bytes are needed
+ * too (to forward a frame unchanged).
+ *
+ * @example
+ * ```ts
+ * import { CrcDecoder, encodeCrc } from "./crc.ts";
+ * const bytes = encodeCrc({ kind: "client_quit", source: 7, content: "bye" });
+ * const d = new CrcDecoder();
+ * console.assert(d.decode(bytes.subarray(0, 4)).length === 0);
+ * console.assert(d.decode(bytes.subarray(4))[0].kind === "client_quit");
+ * ```
+ */
+export class CrcDecoder implements FrameDecoder<CrcMessage> {
+  #frames: CrcFrameDecoder;
+
+  /** Makes a decoder with the given limits. */
+  constructor(options: CrcDecoderOptions = {}) {
+    this.#frames = new CrcFrameDecoder(options);
+  }
+
+  /** Feeds bytes; returns the messages completed. */
+  decode(chunk: Uint8Array): CrcMessage[] {
+    return this.#frames.decode(chunk).map((f) => f.message);
+  }
+
+  /** Throws a `FrameError` if a partial message is buffered. */
+  end(): void {
+    this.#frames.end();
+  }
+}
+
+/** A decoded message with its exact bytes (for forwarding a frame unchanged). */
+export interface CrcFrame {
+  /** The message. */
+  message: CrcMessage;
+  /** Its bytes on the wire. */
+  bytes: Uint8Array;
+}
+
+/**
+ * Like {@link CrcDecoder}, but each message comes with its wire bytes.
+ *
+ * @example
+ * ```ts
+ * import { CrcFrameDecoder, encodeCrc } from "./crc.ts";
+ * const bytes = encodeCrc({ kind: "chat", source: 1, destination: 2, content: "x" });
+ * const [frame] = new CrcFrameDecoder().decode(bytes);
+ * console.assert(frame.bytes.length === bytes.length);
+ * ```
+ */
+export class CrcFrameDecoder implements FrameDecoder<CrcFrame> {
+  #queue = new ByteQueue();
+  #maxContent: number;
+
+  /** Makes a decoder with the given limits. */
+  constructor(options: CrcDecoderOptions = {}) {
+    this.#maxContent = options.maxContentBytes ?? CRC_MAX_CONTENT_BYTES;
+  }
+
+  /** Feeds bytes; returns the frames completed. */
+  decode(chunk: Uint8Array): CrcFrame[] {
+    this.#queue.append(chunk);
+    const out: CrcFrame[] = [];
+    while (this.#queue.length > 0) {
+      const view = this.#queue.view();
+      const type = view[0];
+      const header = HEADER_BYTES[type];
+      const offset = this.#queue.consumed;
+      if (header === undefined) {
+        throw new FrameError(`unknown message type 0x${type.toString(16).padStart(2, "0")}`, {
+          offset,
+        });
+      }
+      if (view.length < header) break;
+      const data = new DataView(view.buffer, view.byteOffset, view.length);
+      let total: number;
+      if (type === 0x00 || type === 0x80) {
+        total = 12 + view[9] + data.getUint16(10);
+      } else {
+        const length = data.getUint32(header - 4);
+        if (length > this.#maxContent) {
+          throw new FrameTooLargeError(
+            `declared length ${length} exceeds limit of ${this.#maxContent} bytes`,
+            {
+              offset,
+            },
+          );
+        }
+        total = header + length;
+      }
+      if (view.length < total) break;
+      const bytes = this.#queue.take(total);
+      out.push({ message: parse(bytes), bytes });
+    }
+    return out;
+  }
+
+  /** Throws a `FrameError` if a partial message is buffered. */
+  end(): void {
+    if (this.#queue.length > 0) {
+      throw new FrameError(`stream ended inside a message (${this.#queue.length} bytes buffered)`, {
+        offset: this.#queue.consumed,
+      });
+    }
+  }
+}
+
+function parse(bytes: Uint8Array): CrcMessage {
+  const data = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  const text = (from: number, to: number) => decoder.decode(bytes.subarray(from, to));
+  switch (bytes[0]) {
+    case 0x00:
+    case 0x80: {
+      const nameEnd = 12 + bytes[9];
+      return {
+        kind: bytes[0] === 0x00 ? "server_registration" : "client_registration",
+        source: data.getUint32(1),
+        lastHop: data.getUint32(5),
+        name: text(12, nameEnd),
+        info: text(nameEnd, bytes.length),
+      };
+    }
+    case 0x01:
+      return {
+        kind: "status",
+        source: data.getUint32(1),
+        destination: data.getUint32(5),
+        code: data.getUint16(9),
+        content: text(15, bytes.length),
+      };
+    case 0x81:
+      return {
+        kind: "chat",
+        source: data.getUint32(1),
+        destination: data.getUint32(5),
+        content: text(13, bytes.length),
+      };
+    case 0x02:
+      return {
+        kind: "server_quit",
+        source: data.getUint32(1),
+        replacement: data.getUint32(5),
+        content: text(13, bytes.length),
+      };
+    default:
+      return { kind: "client_quit", source: data.getUint32(1), content: text(9, bytes.length) };
+  }
+}
