@@ -156,7 +156,7 @@ export class CrcClient {
       case "chat":
         this.chatLog.push({
           source: m.source,
-          sender: this.users.get(m.source)?.name ?? `#${m.source}`,
+          sender: this.nameOf(m.source),
           text: m.content,
         });
         break;
@@ -167,6 +167,11 @@ export class CrcClient {
     for (let offset = 0; offset < bytes.length;) {
       offset += await this.#conn.write(bytes.subarray(offset));
     }
+  }
+
+  /** The name of a user id: a connected user's name, this client's own, or `#<id>`. */
+  nameOf(id: number): string {
+    return id === this.id ? this.username : this.users.get(id)?.name ?? `#${id}`;
   }
 
   /** The id of a user given by id or by name (first match), if known. */
@@ -217,15 +222,13 @@ export function connectCrc(options: CrcClientOptions): Promise<CrcClient> {
 export function describeCrcMessage(m: CrcMessage, client: CrcClient): string | undefined {
   switch (m.kind) {
     case "chat":
-      return `[${client.users.get(m.source)?.name ?? `#${m.source}`}] ${m.content}`;
+      return `[${client.nameOf(m.source)}] ${m.content}`;
     case "status":
       return `* ${m.content}`;
     case "client_registration":
       return m.source === client.id ? undefined : `* ${m.name} (${m.source}) is online`;
     case "client_quit":
-      return `* ${client.users.get(m.source)?.name ?? `#${m.source}`} left${
-        m.content ? `: ${m.content}` : ""
-      }`;
+      return `* ${client.nameOf(m.source)} left${m.content ? `: ${m.content}` : ""}`;
     default:
       return undefined;
   }

@@ -379,7 +379,7 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
     runLink,
     { logger, maxQueueBytes: options.maxQueueBytes },
   );
-  logger.info("Node {id} ({name}) listening on {addr}", {
+  logger.info("Listening on {addr} as node {id} ({name})", {
     id,
     name,
     addr: formatAddr(listener.addr),
