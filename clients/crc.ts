@@ -240,6 +240,7 @@ export async function runCrcSession(
   lines: AsyncIterable<string>,
   screen: Screen = stdoutScreen,
 ): Promise<"quit" | "eof" | "closed"> {
+  let quitting = false;
   const typing = (async () => {
     for await (const raw of lines) {
       const line = raw.trim();
@@ -268,6 +269,7 @@ export async function runCrcSession(
             : "Nobody else is connected\n",
         );
       } else if (command === "/quit" || command === "quit") {
+        quitting = true;
         await client.quit(rest.join(" "));
         return "quit" as const;
       } else if (command === "/help") {
@@ -280,7 +282,11 @@ export async function runCrcSession(
     }
     return "eof" as const;
   })().catch(() => "closed" as const);
-  const result = await Promise.race([typing, client.closed.then(() => "closed" as const)]);
+  // Our own /quit closes the connection too: that is a quit, not the node going away.
+  const result = await Promise.race([
+    typing,
+    client.closed.then(() => quitting ? typing : "closed" as const),
+  ]);
   client.close();
   return result;
 }

@@ -194,6 +194,7 @@ export async function runImSession(
   const conversationArg = (text: string | undefined): ConversationId | undefined =>
     text && /^\d+$/.test(text) ? Number(text) : undefined;
 
+  let quitting = false;
   const typing = (async () => {
     for await (const raw of options.lines) {
       const line = raw.trim();
@@ -250,6 +251,7 @@ export async function runImSession(
           else await client.send({ command: "STATUS", status: after(1) });
           break;
         case "/quit":
+          quitting = true;
           await client.send({ command: "GOODBYE" });
           return "quit" as const;
         case "/help":
@@ -262,7 +264,8 @@ export async function runImSession(
     return "eof" as const;
   })().catch(() => "closed" as const);
 
-  const result = await Promise.race([incoming, typing]);
+  // After our GOODBYE the server closes the connection: that is a quit, not a disconnect.
+  const result = await Promise.race([incoming.then((r) => quitting ? typing : r), typing]);
   client.close();
   await incoming;
   return result;

@@ -1,0 +1,170 @@
+import { deepStrictEqual, match, ok } from "node:assert/strict";
+import { CrcDecoder, type CrcMessage, encodeCrc } from "../protocols/crc.ts";
+import { CRC_TEXTS, serveCrcNode } from "../servers/crc_node.ts";
+import { CrcClient } from "../clients/crc.ts";
+import { EntryProcess, Peer, portOf, waitUntil } from "./_helpers.ts";
+
+const port = (s: { addr: Deno.Addr }) => portOf(s.addr);
+
+Deno.test("serveCrcNode() sends a brand-new neighbour its own registration, then every known host, in order", async () => {
+  await using hub = await serveCrcNode({ id: 1, name: "hub", info: "the hub", port: 0 });
+  await using alice = await CrcClient.connect({
+    id: 101,
+    username: "alice",
+    info: "a",
+    port: port(hub),
+  });
+  await waitUntil(() => hub.state().hosts.length === 1, 2000, "alice registered");
+  await using leaf = await serveCrcNode({
+    id: 2,
+    name: "leaf",
+    port: 0,
+    connectTo: { hostname: "127.0.0.1", port: port(hub) },
+  });
+  await waitUntil(() => hub.state().hosts.length === 2, 2000, "leaf registered");
+  // A raw server joins and checks the exact dump it is sent.
+  await using raw = await Peer.connect<CrcMessage>(hub.addr, new CrcDecoder());
+  await raw.write(
+    encodeCrc({ kind: "server_registration", source: 3, lastHop: 0, name: "raw", info: "" }),
+  );
+  deepStrictEqual(await raw.take(3), [
+    { kind: "server_registration", source: 1, lastHop: 1, name: "hub", info: "the hub" },
+    { kind: "client_registration", source: 101, lastHop: 1, name: "alice", info: "a" },
+    { kind: "server_registration", source: 2, lastHop: 1, name: "leaf", info: "" },
+  ]);
+  await waitUntil(() => leaf.state().hosts.some((h) => h.id === 3), 2000, "leaf to learn of raw");
+  deepStrictEqual(leaf.state().hosts.find((h) => h.id === 3), {
+    id: 3,
+    kind: "server",
+    name: "raw",
+    info: "",
+    firstLink: 1,
+  });
+  // alice is told about clients only, never servers.
+  deepStrictEqual([...alice.users.keys()], []);
+});
+
+Deno.test("serveCrcNode(): garbage, an oversized length or a truncated frame closes that link only; routing goes on", async () => {
+  await using hub = await serveCrcNode({ id: 1, port: 0 });
+  await using a = await CrcClient.connect({ id: 101, username: "a", port: port(hub) });
+  await using b = await CrcClient.connect({ id: 102, username: "b", port: port(hub) });
+  await waitUntil(() => a.users.has(102), 2000, "a to know b");
+  const oversized = encodeCrc({ kind: "chat", source: 5, destination: 101, content: "" });
+  new DataView(oversized.buffer).setUint32(9, 1 << 30);
+  for (const bad of [new Uint8Array([0x55, 1, 2, 3]), oversized]) {
+    await using peer = await Peer.connect<CrcMessage>(hub.addr, new CrcDecoder());
+    await peer.write(bad);
+    await peer.closedByServer();
+  }
+  const truncated = await Deno.connect({ hostname: "127.0.0.1", port: port(hub) });
+  await truncated.write(
+    encodeCrc({ kind: "client_registration", source: 103, lastHop: 0, name: "c", info: "" })
+      .subarray(0, 7),
+  );
+  truncated.close();
+  await a.chat(102, "still routed");
+  await waitUntil(() => b.chatLog.length === 1, 2000, "the chat");
+  deepStrictEqual(b.chatLog, [{ source: 101, sender: "a", text: "still routed" }]);
+  match(hub.metrics(), /parley_crc_protocol_errors_total 2\n/);
+  deepStrictEqual(hub.state().hosts.map((h) => h.id), [101, 102]);
+});
+
+Deno.test("serveCrcNode(): a client quit for an unknown id is ignored; a client that drops is announced", async () => {
+  await using hub = await serveCrcNode({ id: 1, port: 0 });
+  await using a = await CrcClient.connect({ id: 101, username: "a", port: port(hub) });
+  const b = await CrcClient.connect({ id: 102, username: "b", port: port(hub) });
+  await waitUntil(() => a.users.has(102), 2000, "a to know b");
+  await using raw = await Peer.connect<CrcMessage>(hub.addr, new CrcDecoder());
+  await raw.write(encodeCrc({ kind: "client_quit", source: 999, content: "" }));
+  await b[Symbol.asyncDispose](); // dropped without a quit
+  await waitUntil(() => !a.users.has(102), 2000, "b's departure");
+  deepStrictEqual(hub.state().hosts.map((h) => h.id), [101]);
+});
+
+Deno.test("servers/crc_node.ts serves GET /state and GET /metrics on --admin, and exits clearly when it cannot join", async () => {
+  await using node = EntryProcess.start(
+    "servers/crc_node.ts",
+    [
+      "--id",
+      "42",
+      "--servername",
+      "answer",
+      "--info",
+      "life",
+      "--port",
+      "0",
+      "--admin",
+      "127.0.0.1:0",
+    ],
+    ["--allow-net"],
+  );
+  const nodePort = await node.listeningPort();
+  const admin = Number((await node.waitFor(/Admin endpoint on [\d.]+:(\d+)/))[1]);
+  await using alice = await CrcClient.connect({ id: 7, username: "alice", port: nodePort });
+  await waitUntil(() => alice.statusLog.length === 1, 2000, "welcome");
+  const state = await (await fetch(`http://127.0.0.1:${admin}/state`)).json();
+  deepStrictEqual(state, {
+    id: 42,
+    name: "answer",
+    info: "life",
+    hosts: [{ id: 7, kind: "client", name: "alice", info: "", firstLink: 7 }],
+    adjacentServers: [],
+    adjacentClients: [7],
+    statusLog: [],
+  });
+  const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+  match(metrics, /parley_crc_frames_in_total\{type="client_registration"\} 1\n/);
+  match(metrics, /parley_crc_frames_out_total\{type="status"\} 1\n/);
+  match(metrics, /parley_crc_connections 1\n/);
+  const missing = await fetch(`http://127.0.0.1:${admin}/nope`);
+  deepStrictEqual(missing.status, 404);
+  await missing.body?.cancel();
+
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closedPort = portOf(listener.addr);
+  listener.close();
+  await using orphan = EntryProcess.start(
+    "servers/crc_node.ts",
+    ["--port", "0", "--connect-to-host", "127.0.0.1", "--connect-to-port", String(closedPort)],
+    ["--allow-net"],
+  );
+  deepStrictEqual((await orphan.exited()).code, 1);
+  match(orphan.output, new RegExp(`Cannot join the network at 127\\.0\\.0\\.1:${closedPort}`));
+  ok(!orphan.output.includes("    at "), "no stack trace");
+});
+
+Deno.test("clients/crc.ts as a process: registers, shows welcome and chats by name, /who, /quit", async () => {
+  await using hub = await serveCrcNode({ id: 1, port: 0 });
+  await using bob = await CrcClient.connect({ id: 202, username: "bob", port: port(hub) });
+  await using alice = EntryProcess.start(
+    "clients/crc.ts",
+    [
+      "--id",
+      "201",
+      "--serverhost",
+      "127.0.0.1",
+      "--serverport",
+      String(port(hub)),
+      "--username",
+      "alice",
+      "--info",
+      "hi",
+    ],
+    ["--allow-net"],
+    { stdin: true },
+  );
+  await alice.waitFor(/\* Welcome to the Clemson Relay Chat network alice\n/);
+  await alice.waitFor(/\* bob \(202\) is online\n/);
+  await alice.type("/msg bob hello bob\n");
+  await waitUntil(() => bob.chatLog.length === 1, 3000, "bob's chat");
+  deepStrictEqual(bob.chatLog[0], { source: 201, sender: "alice", text: "hello bob" });
+  await bob.chat(201, "hi alice");
+  await alice.waitFor(/\[bob\] hi alice\n/);
+  await alice.type("MESSAGE 202 by id\n");
+  await waitUntil(() => bob.chatLog.length === 2, 3000, "the second chat");
+  await alice.type("/who\n");
+  await alice.waitFor(/bob \(202\)\n/);
+  await alice.type("/quit see you\n");
+  deepStrictEqual((await alice.exited()).code, 0);
+  await waitUntil(() => !bob.users.has(201), 3000, "alice's quit");
+});
