@@ -21,6 +21,7 @@ export * from "./protocols/timestamp.ts";
 export * from "./protocols/channel.ts";
 export * from "./protocols/eurechat.ts";
 export * from "./protocols/im.ts";
+export * from "./protocols/crc.ts";
 export { type Server } from "./servers/_net.ts";
 export {
   serveTimestamp,
@@ -63,3 +64,21 @@ export {
 } from "./clients/eurechat.ts";
 export { IM_PORT, IM_TEXTS, type ImServer, type ImServerOptions, serveIm } from "./servers/im.ts";
 export { connectIm, type ImClient, runImSession } from "./clients/im.ts";
+export {
+  CRC_PORT,
+  CRC_TEXTS,
+  type CrcHostState,
+  type CrcNode,
+  type CrcNodeOptions,
+  type CrcNodeState,
+  randomCrcId,
+  serveCrcNode,
+} from "./servers/crc_node.ts";
+export {
+  connectCrc,
+  type CrcChat,
+  CrcClient,
+  type CrcClientOptions,
+  type CrcStatus,
+  type CrcUser,
+} from "./clients/crc.ts";

@@ -11,6 +11,7 @@ import { serveTimestamp } from "./servers/timestamp.ts";
 import { serveChannel } from "./servers/channel.ts";
 import { serveDirectory } from "./servers/directory.ts";
 import { serveIm } from "./servers/im.ts";
+import { serveCrcNode } from "./servers/crc_node.ts";
 
 /** One server started by {@link startAll}, with the command that connects to it. */
 export interface StartedServer {
@@ -34,8 +35,19 @@ export interface StartAllOptions {
   directoryDb?: string;
 }
 
-/** Starts every Parley server with its embedded defaults. */
-export function startAll(options: StartAllOptions = {}): StartedServer[] {
+/**
+ * Starts every Parley server with its embedded defaults.
+ *
+ * @example
+ * ```ts
+ * import { startAll } from "./start.ts";
+ * const dir = await Deno.makeTempDir();
+ * const started = await startAll({ anyPort: true, timestampPath: `${dir}/ts.sock`, directoryDb: ":memory:" });
+ * await Promise.all(started.map((s) => s.server.shutdown()));
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function startAll(options: StartAllOptions = {}): Promise<StartedServer[]> {
   const hostname = options.hostname ?? "127.0.0.1";
   const port = (p: number) => options.anyPort ? 0 : p;
   const started: StartedServer[] = [];
@@ -80,6 +92,15 @@ export function startAll(options: StartAllOptions = {}): StartedServer[] {
     im,
     () => `deno run --allow-net clients/im.ts --user NAME --host ${hostname} --port ${portOf(im)}`,
   );
+  const crc = await serveCrcNode({ hostname, port: port(3600), name: "parley" });
+  add(
+    "CRC node",
+    crc,
+    () =>
+      `deno run --allow-net clients/crc.ts --username NAME --serverhost ${hostname} --serverport ${
+        portOf(crc)
+      }`,
+  );
   const channel = serveChannel({ hostname, port: port(55555) });
   add(
     "channel chat",
@@ -107,7 +128,7 @@ if (import.meta.main) {
       ...values,
       "log-level": values["log-level"] === "info" ? "warning" : values["log-level"],
     });
-    const started = startAll({ hostname: String(values.host) });
+    const started = await startAll({ hostname: String(values.host) });
     console.log("Parley is running. Press Ctrl+C to stop.\n");
     for (const { name, server, client } of started) {
       console.log(`${name.padEnd(22)} ${formatAddr(server.addr)}\n${"".padEnd(22)} ${client}`);

@@ -1,6 +1,6 @@
 import { deepStrictEqual, match, ok } from "node:assert/strict";
 import { CrcDecoder, type CrcMessage, encodeCrc } from "../protocols/crc.ts";
-import { CRC_TEXTS, serveCrcNode } from "../servers/crc_node.ts";
+import { serveCrcNode } from "../servers/crc_node.ts";
 import { CrcClient } from "../clients/crc.ts";
 import { EntryProcess, Peer, portOf, waitUntil } from "./_helpers.ts";
 
