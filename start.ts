@@ -128,12 +128,13 @@ if (import.meta.main) {
       ...values,
       "log-level": values["log-level"] === "info" ? "warning" : values["log-level"],
     });
+    const signals = exitOnSignal();
     const started = await startAll({ hostname: String(values.host) });
+    for (const { server } of started) signals.add(server);
     console.log("Parley is running. Press Ctrl+C to stop.\n");
     for (const { name, server, client } of started) {
       console.log(`${name.padEnd(22)} ${formatAddr(server.addr)}\n${"".padEnd(22)} ${client}`);
     }
-    exitOnSignal(started.map((s) => s.server));
     await Promise.all(started.map((s) => s.server.finished));
   });
 }

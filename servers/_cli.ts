@@ -16,6 +16,10 @@ import {
   type TextFormatter,
 } from "@logtape/logtape";
 import { DEFAULT_MAX_QUEUE_BYTES } from "./_net.ts";
+import denoConfig from "../deno.json" with { type: "json" };
+
+/** Parley's version (from `deno.json`). */
+export const PARLEY_VERSION: string = denoConfig.version;
 
 /** One flag of a command. */
 export interface FlagSpec {
@@ -89,6 +93,7 @@ export const SERVER_FLAGS: Record<string, FlagSpec> = {
     description: "bytes queued for one peer before it is disconnected",
   },
   help: { type: "boolean", description: "show this help and exit" },
+  version: { type: "boolean", description: "show the version and exit" },
 };
 
 /** Renders the `--help` text of a command. */
@@ -164,6 +169,10 @@ export async function runCommand(
   }
   if (cli.values.help) {
     console.log(helpText(spec));
+    return;
+  }
+  if (cli.values.version) {
+    console.log(`parley ${PARLEY_VERSION} (${spec.name}, Deno ${Deno.version.deno})`);
     return;
   }
   try {

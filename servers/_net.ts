@@ -409,11 +409,20 @@ export async function connectWithTimeout(
   }
 }
 
+/** What {@link exitOnSignal} returns: add the servers to stop as they start. */
+export interface SignalStop {
+  /** Shuts this server down too when a signal arrives. */
+  add(server: Server): void;
+  /** Removes the signal handlers. */
+  remove(): void;
+}
+
 /**
- * For entry points: on SIGINT or SIGTERM, shut the servers down and exit 0.
- * Returns a function that removes the handlers.
+ * For entry points: on SIGINT or SIGTERM, shut the registered servers down
+ * and exit 0. Call it before starting anything, so a signal that arrives
+ * while a server starts is still a clean exit.
  */
-export function exitOnSignal(servers: readonly Server[], logger?: Logger): () => void {
+export function exitOnSignal(servers: Server[] = [], logger?: Logger): SignalStop {
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   let stopping = false;
   const handler = async () => {
@@ -426,7 +435,10 @@ export function exitOnSignal(servers: readonly Server[], logger?: Logger): () =>
     Deno.exit(0);
   };
   for (const s of signals) Deno.addSignalListener(s, handler);
-  return () => {
-    for (const s of signals) Deno.removeSignalListener(s, handler);
+  return {
+    add: (server) => void servers.push(server),
+    remove: () => {
+      for (const s of signals) Deno.removeSignalListener(s, handler);
+    },
   };
 }

@@ -237,8 +237,9 @@ export async function main(args: readonly string[]): Promise<void> {
     const port = portValue(positionals[0] ?? values.port);
     const basics = serverBasics(values);
     await setupLogging(values);
+    const signals = exitOnSignal([], logger);
     const server = serveChannel({ ...basics, port });
-    exitOnSignal([server], logger);
+    signals.add(server);
     await server.finished;
   });
 }

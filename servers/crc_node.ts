@@ -595,8 +595,9 @@ export async function main(args: readonly string[]): Promise<void> {
       maxContentBytes: intValue(values["max-content"], "max-content", 1),
     };
     await setupLogging(values);
+    const signals = exitOnSignal([], logger);
     const node = await serveCrcNode(options);
-    exitOnSignal([node], logger);
+    signals.add(node);
     await node.finished;
   });
 }

@@ -592,8 +592,9 @@ export async function main(args: readonly string[]): Promise<void> {
       maxPayloadBytes: intValue(values["max-payload"], "max-payload", 0),
     };
     await setupLogging(values);
+    const signals = exitOnSignal([], logger);
     const server = serveDirectory(options);
-    exitOnSignal([server], logger);
+    signals.add(server);
     await server.finished;
   });
 }

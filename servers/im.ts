@@ -343,8 +343,9 @@ export async function main(args: readonly string[]): Promise<void> {
       maxLineBytes: intValue(values["max-line"], "max-line", 16),
     };
     await setupLogging(values);
+    const signals = exitOnSignal([], logger);
     const server = serveIm(options);
-    exitOnSignal([server], logger);
+    signals.add(server);
     await server.finished;
   });
 }

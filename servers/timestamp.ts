@@ -180,6 +180,7 @@ export async function main(args: readonly string[]): Promise<void> {
     const port = portValue(values.port);
     const basics = serverBasics(values);
     await setupLogging(values);
+    const signals = exitOnSignal([], logger);
     const server = serveTimestamp({
       transport,
       hostname: basics.hostname,
@@ -187,7 +188,7 @@ export async function main(args: readonly string[]): Promise<void> {
       path: String(values.path),
       maxQueueBytes: basics.maxQueueBytes,
     });
-    exitOnSignal([server], logger);
+    signals.add(server);
     await server.finished;
   });
 }

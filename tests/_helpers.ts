@@ -176,19 +176,38 @@ export class EntryProcess {
   }
 
   /**
-   * Starts `deno run <flags> <script> <args>` in the project root.
-   * With `stdin: true` the child's standard input is a pipe ({@link EntryProcess.type}).
+   * Starts `deno run <flags> <script> <args>` in the project root (or `cwd`, with the
+   * script still found in the project). With `stdin: true` the child's standard input
+   * is a pipe ({@link EntryProcess.type}).
    */
   static start(
     script: string,
     args: string[],
     flags: string[],
-    options: { stdin?: boolean; env?: Record<string, string> } = {},
+    options: { stdin?: boolean; env?: Record<string, string>; cwd?: string } = {},
   ): EntryProcess {
     const root = new URL("..", import.meta.url).pathname;
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", ...flags, script, ...args],
-      cwd: root,
+    return EntryProcess.spawn(Deno.execPath(), [
+      "run",
+      "--quiet",
+      ...flags,
+      `${root}${script}`,
+      ...args,
+    ], {
+      ...options,
+      cwd: options.cwd ?? root,
+    });
+  }
+
+  /** Starts any program (a compiled binary, say) with piped output. */
+  static spawn(
+    program: string,
+    args: string[],
+    options: { stdin?: boolean; env?: Record<string, string>; cwd?: string } = {},
+  ): EntryProcess {
+    const child = new Deno.Command(program, {
+      args,
+      cwd: options.cwd,
       stdin: options.stdin ? "piped" : "null",
       stdout: "piped",
       stderr: "piped",
