@@ -23,6 +23,7 @@ import {
 import { readFrames } from "../protocols/frames.ts";
 import { readLines, type Screen, stdoutScreen } from "./_terminal.ts";
 import { type CommandSpec, portValue, runCommand, UsageError } from "../servers/_cli.ts";
+import { isConnectionGone, writeAll } from "../servers/_net.ts";
 
 /** The prompt shown before every typed line. */
 export const CHANNEL_PROMPT = "[Me] ";
@@ -70,10 +71,7 @@ export async function connectChannel(
       conn.close();
     } catch { /* the stream already closed it at end of input */ }
   };
-  const write = async (bytes: Uint8Array) => {
-    let offset = 0;
-    while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
-  };
+  const write = (bytes: Uint8Array) => writeAll(conn, bytes);
   try {
     await write(encodeChannelFrame(name));
   } catch (error) {
@@ -87,11 +85,7 @@ export async function connectChannel(
         yield* readFrames(conn.readable, new ChannelDecoder());
       } catch (error) {
         // A reset or this side closing both mean: the server is gone.
-        if (
-          !(error instanceof Deno.errors.ConnectionReset ||
-            error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted ||
-            error instanceof SyntaxError)
-        ) throw error;
+        if (!isConnectionGone(error)) throw error;
       }
     },
     close,

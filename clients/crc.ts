@@ -17,6 +17,7 @@ import { CrcDecoder, type CrcMessage, encodeCrc } from "../protocols/crc.ts";
 import { isFrameError } from "../protocols/errors.ts";
 import { type CommandSpec, intValue, portValue, runCommand, UsageError } from "../servers/_cli.ts";
 import { CRC_PORT, randomCrcId } from "../servers/crc_node.ts";
+import { isConnectionGone, writeAll } from "../servers/_net.ts";
 import { printError, readLines, type Screen, stdoutScreen } from "./_terminal.ts";
 
 /** A user the client knows is connected. */
@@ -99,11 +100,7 @@ export class CrcClient {
           }
         }
       } catch (error) {
-        if (
-          !(isFrameError(error) || error instanceof Deno.errors.BadResource ||
-            error instanceof Deno.errors.ConnectionReset ||
-            error instanceof Deno.errors.Interrupted)
-        ) throw error;
+        if (!(isFrameError(error) || isConnectionGone(error))) throw error;
       } finally {
         this.close();
       }
@@ -163,10 +160,8 @@ export class CrcClient {
     }
   }
 
-  async #write(bytes: Uint8Array) {
-    for (let offset = 0; offset < bytes.length;) {
-      offset += await this.#conn.write(bytes.subarray(offset));
-    }
+  #write(bytes: Uint8Array): Promise<void> {
+    return writeAll(this.#conn, bytes);
   }
 
   /** The name of a user id: a connected user's name, this client's own, or `#<id>`. */

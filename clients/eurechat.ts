@@ -21,7 +21,13 @@ import {
   payloadText,
 } from "../protocols/eurechat.ts";
 import { isFrameError } from "../protocols/errors.ts";
-import { type Connection, connectWithTimeout, type Server, serveStream } from "../servers/_net.ts";
+import {
+  type Connection,
+  connectWithTimeout,
+  type Server,
+  serveStream,
+  writeAll,
+} from "../servers/_net.ts";
 import {
   type CommandSpec,
   portValue,
@@ -112,9 +118,7 @@ export class DirectoryClient {
 
   /** Sends a message and returns the reply; an `ERR` reply throws {@link DirectoryError}. */
   async request(type: string, args: string[] = [], payload = ""): Promise<EurechatMessage> {
-    const bytes = encodeEurechat(type, args, payload);
-    let offset = 0;
-    while (offset < bytes.length) offset += await this.#conn.write(bytes.subarray(offset));
+    await writeAll(this.#conn, encodeEurechat(type, args, payload));
     const reply = await this.next();
     if (reply.type === "ERR") throw new DirectoryError(payloadText(reply));
     return reply;
@@ -221,9 +225,7 @@ export async function sendPeerMessage(
 ): Promise<void> {
   const conn = await connectWithTimeout(peer.addr, peer.port, timeoutMs);
   try {
-    const bytes = encodeEurechat("MESSAGE", [sender], text);
-    let offset = 0;
-    while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+    await writeAll(conn, encodeEurechat("MESSAGE", [sender], text));
   } finally {
     conn.close();
   }

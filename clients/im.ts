@@ -28,6 +28,7 @@ import {
 } from "../protocols/im.ts";
 import { readFrames } from "../protocols/frames.ts";
 import { type CommandSpec, portValue, runCommand, UsageError } from "../servers/_cli.ts";
+import { isConnectionGone, writeAll } from "../servers/_net.ts";
 import { IM_PORT } from "../servers/im.ts";
 import { printError, readLines, type Screen, stdoutScreen } from "./_terminal.ts";
 
@@ -74,9 +75,7 @@ export async function connectIm(hostname: string, port = IM_PORT): Promise<ImCli
   };
   return {
     async send(message) {
-      const bytes = encodeIm(message);
-      let offset = 0;
-      while (offset < bytes.length) offset += await conn.write(bytes.subarray(offset));
+      await writeAll(conn, encodeIm(message));
     },
     async *messages() {
       try {
@@ -89,11 +88,7 @@ export async function connectIm(hostname: string, port = IM_PORT): Promise<ImCli
           }
         }
       } catch (error) {
-        if (
-          !(error instanceof Deno.errors.ConnectionReset ||
-            error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted ||
-            error instanceof SyntaxError)
-        ) throw error;
+        if (!isConnectionGone(error)) throw error;
       }
     },
     close,

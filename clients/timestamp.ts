@@ -137,6 +137,7 @@ export const TIMESTAMP_CLIENT_COMMAND: CommandSpec = {
       default: TIMESTAMP_SOCKET_PATH,
       value: "PATH",
       description: "socket path (unix)",
+      aliases: ["socket", "socket-path"],
     },
     help: { type: "boolean", description: "show this help and exit" },
   },

@@ -15,7 +15,8 @@ import {
   type Sink,
   type TextFormatter,
 } from "@logtape/logtape";
-import { DEFAULT_MAX_QUEUE_BYTES } from "./_net.ts";
+import { DEFAULT_MAX_QUEUE_BYTES, exitOnSignal, type Server } from "./_net.ts";
+import type { Logger } from "@logtape/logtape";
 import denoConfig from "../deno.json" with { type: "json" };
 
 /** Parley's version (from `deno.json`). */
@@ -290,4 +291,21 @@ export function serverBasics(
     hostname: String(values.host ?? "127.0.0.1"),
     maxQueueBytes: intValue(values["max-queue"] ?? DEFAULT_MAX_QUEUE_BYTES, "max-queue", 1),
   };
+}
+
+/**
+ * The body of every server entry point: set up logging from the flags, stop
+ * cleanly on SIGINT/SIGTERM (also while starting), start the server, and wait
+ * until it has finished.
+ */
+export async function runServer(
+  values: ParsedCli["values"],
+  logger: Logger,
+  start: () => Server | Promise<Server>,
+): Promise<void> {
+  await setupLogging(values);
+  const signals = exitOnSignal([], logger);
+  const server = await start();
+  signals.add(server);
+  await server.finished;
 }

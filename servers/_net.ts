@@ -200,6 +200,41 @@ export class Connection {
   }
 }
 
+/**
+ * Writes all of `bytes` (a write may take only part). For clients and tools
+ * that write in turn; servers use {@link Connection.send}.
+ *
+ * @example
+ * ```ts
+ * import { writeAll } from "./_net.ts";
+ * const sink = { write: (p: Uint8Array) => Promise.resolve(Math.min(p.length, 3)) };
+ * await writeAll(sink, new Uint8Array(10));
+ * ```
+ */
+export async function writeAll(
+  writer: { write(p: Uint8Array): Promise<number> },
+  bytes: Uint8Array,
+): Promise<void> {
+  for (let offset = 0; offset < bytes.length;) offset += await writer.write(bytes.subarray(offset));
+}
+
+/**
+ * True for the errors that mean "the connection is gone": reset by the peer,
+ * closed by this side while a read was pending, or broken framing at the end.
+ * A client's reader treats them as the end of the session.
+ *
+ * @example
+ * ```ts
+ * import { isConnectionGone } from "./_net.ts";
+ * console.assert(isConnectionGone(new Deno.errors.ConnectionReset("x")) && !isConnectionGone(new TypeError("x")));
+ * ```
+ */
+export function isConnectionGone(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted || error instanceof Deno.errors.BrokenPipe ||
+    error instanceof SyntaxError;
+}
+
 /** Concatenates byte arrays into one. */
 export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
   let total = 0;

@@ -32,14 +32,14 @@ import {
   encodeChannelFrame,
   parseChannelCommand,
 } from "../protocols/channel.ts";
-import { type Connection, exitOnSignal, formatAddr, type Server, serveStream } from "./_net.ts";
+import { type Connection, formatAddr, type Server, serveStream } from "./_net.ts";
 import {
   type CommandSpec,
   portValue,
   runCommand,
+  runServer,
   SERVER_FLAGS,
   serverBasics,
-  setupLogging,
   UsageError,
 } from "./_cli.ts";
 
@@ -236,11 +236,7 @@ export async function main(args: readonly string[]): Promise<void> {
     }
     const port = portValue(positionals[0] ?? values.port);
     const basics = serverBasics(values);
-    await setupLogging(values);
-    const signals = exitOnSignal([], logger);
-    const server = serveChannel({ ...basics, port });
-    signals.add(server);
-    await server.finished;
+    await runServer(values, logger, () => serveChannel({ ...basics, port }));
   });
 }
 

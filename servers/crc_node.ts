@@ -23,22 +23,15 @@ import {
   encodeCrc,
 } from "../protocols/crc.ts";
 import { isFrameError } from "../protocols/errors.ts";
-import {
-  Connection,
-  connectWithTimeout,
-  exitOnSignal,
-  formatAddr,
-  type Server,
-  serveStream,
-} from "./_net.ts";
+import { Connection, connectWithTimeout, formatAddr, type Server, serveStream } from "./_net.ts";
 import {
   type CommandSpec,
   intValue,
   portValue,
   runCommand,
+  runServer,
   SERVER_FLAGS,
   serverBasics,
-  setupLogging,
   UsageError,
 } from "./_cli.ts";
 
@@ -594,11 +587,7 @@ export async function main(args: readonly string[]): Promise<void> {
       admin: values.admin === undefined ? undefined : hostPort(String(values.admin), "admin"),
       maxContentBytes: intValue(values["max-content"], "max-content", 1),
     };
-    await setupLogging(values);
-    const signals = exitOnSignal([], logger);
-    const node = await serveCrcNode(options);
-    signals.add(node);
-    await node.finished;
+    await runServer(values, logger, () => serveCrcNode(options));
   });
 }
 

@@ -17,7 +17,6 @@ import { isFrameError } from "../protocols/errors.ts";
 import {
   type Connection,
   connectWithTimeout,
-  exitOnSignal,
   formatAddr,
   IdleTimer,
   type Server,
@@ -30,10 +29,10 @@ import {
   intValue,
   portValue,
   runCommand,
+  runServer,
   secondsValue,
   SERVER_FLAGS,
   serverBasics,
-  setupLogging,
   UsageError,
 } from "./_cli.ts";
 import { readLines } from "../clients/_terminal.ts";
@@ -591,11 +590,7 @@ export async function main(args: readonly string[]): Promise<void> {
       maxHeaderBytes: intValue(values["max-header"], "max-header", 16),
       maxPayloadBytes: intValue(values["max-payload"], "max-payload", 0),
     };
-    await setupLogging(values);
-    const signals = exitOnSignal([], logger);
-    const server = serveDirectory(options);
-    signals.add(server);
-    await server.finished;
+    await runServer(values, logger, () => serveDirectory(options));
   });
 }
 

@@ -28,16 +28,16 @@ import {
   parseImLine,
 } from "../protocols/im.ts";
 import { isFrameError } from "../protocols/errors.ts";
-import { type Connection, exitOnSignal, formatAddr, type Server, serveStream } from "./_net.ts";
+import { type Connection, formatAddr, type Server, serveStream } from "./_net.ts";
 import {
   type CommandSpec,
   intValue,
   portValue,
   runCommand,
+  runServer,
   secondsValue,
   SERVER_FLAGS,
   serverBasics,
-  setupLogging,
 } from "./_cli.ts";
 
 /** Default port of the IM server. */
@@ -342,11 +342,7 @@ export async function main(args: readonly string[]): Promise<void> {
       presenceIntervalMs: secondsValue(values["presence-interval"], "presence-interval"),
       maxLineBytes: intValue(values["max-line"], "max-line", 16),
     };
-    await setupLogging(values);
-    const signals = exitOnSignal([], logger);
-    const server = serveIm(options);
-    signals.add(server);
-    await server.finished;
+    await runServer(values, logger, () => serveIm(options));
   });
 }
 

@@ -14,15 +14,15 @@
 
 import { getLogger } from "@logtape/logtape";
 import { encodeTimestampReply } from "../protocols/timestamp.ts";
-import { exitOnSignal, formatAddr, type Server, serveStream } from "./_net.ts";
+import { formatAddr, type Server, serveStream } from "./_net.ts";
 import {
   choiceValue,
   type CommandSpec,
   portValue,
   runCommand,
+  runServer,
   SERVER_FLAGS,
   serverBasics,
-  setupLogging,
 } from "./_cli.ts";
 
 /** Default port of the timestamp servers (TCP and UDP). */
@@ -166,6 +166,7 @@ export const TIMESTAMP_COMMAND: CommandSpec = {
       default: TIMESTAMP_SOCKET_PATH,
       value: "PATH",
       description: "socket path (unix)",
+      aliases: ["socket", "socket-path"],
     },
     ...SERVER_FLAGS,
   },
@@ -179,17 +180,14 @@ export async function main(args: readonly string[]): Promise<void> {
     const transport = choiceValue(values.transport, "transport", TIMESTAMP_TRANSPORTS);
     const port = portValue(values.port);
     const basics = serverBasics(values);
-    await setupLogging(values);
-    const signals = exitOnSignal([], logger);
-    const server = serveTimestamp({
-      transport,
-      hostname: basics.hostname,
-      port,
-      path: String(values.path),
-      maxQueueBytes: basics.maxQueueBytes,
-    });
-    signals.add(server);
-    await server.finished;
+    await runServer(values, logger, () =>
+      serveTimestamp({
+        transport,
+        hostname: basics.hostname,
+        port,
+        path: String(values.path),
+        maxQueueBytes: basics.maxQueueBytes,
+      }));
   });
 }
 

@@ -5,7 +5,9 @@
  * @module
  */
 
+import fc from "fast-check";
 import type { FrameDecoder } from "../protocols/frames.ts";
+import { writeAll } from "../servers/_net.ts";
 
 /** Resolves with `promise`, or rejects after `ms` naming `what`. The timer is always cleared. */
 export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -91,8 +93,7 @@ export class Peer<T> {
 
   /** Sends raw bytes. */
   async write(bytes: Uint8Array): Promise<void> {
-    let offset = 0;
-    while (offset < bytes.length) offset += await this.conn.write(bytes.subarray(offset));
+    await writeAll(this.conn, bytes);
   }
 
   /** Resolves with the next frame, failing after `ms`. */
@@ -361,4 +362,18 @@ export class Tmux {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.#run("kill-server");
   }
+}
+
+/** Fuzz input for a decoder: random bytes, or a valid sample with one byte changed. */
+export function fuzzBytes(valid: Uint8Array, maxRandomLength: number): fc.Arbitrary<Uint8Array> {
+  return fc.oneof(
+    fc.uint8Array({ maxLength: maxRandomLength }),
+    fc.tuple(fc.integer({ min: 0, max: valid.length - 1 }), fc.integer({ min: 0, max: 255 })).map(
+      ([i, b]) => {
+        const copy = valid.slice();
+        copy[i] = b;
+        return copy;
+      },
+    ),
+  );
 }

@@ -1,5 +1,6 @@
 import { deepStrictEqual, ok, throws } from "node:assert/strict";
 import fc from "fast-check";
+import { fuzzBytes } from "./_helpers.ts";
 import { CrcDecoder, CrcFrameDecoder, type CrcMessage, encodeCrc } from "../protocols/crc.ts";
 import { FrameError, FrameTooLargeError, isFrameError } from "../protocols/errors.ts";
 
@@ -282,15 +283,7 @@ Deno.test("CrcDecoder fuzz: random and mutated bytes only ever raise frame error
   const valid = new Uint8Array(fixtures.flatMap(([, b]) => b));
   fc.assert(
     fc.property(
-      fc.oneof(
-        fc.uint8Array({ maxLength: 500 }),
-        fc.tuple(fc.integer({ min: 0, max: valid.length - 1 }), fc.integer({ min: 0, max: 255 }))
-          .map(([i, b]) => {
-            const copy = valid.slice();
-            copy[i] = b;
-            return copy;
-          }),
-      ),
+      fuzzBytes(valid, 500),
       fc.integer({ min: 1, max: 30 }),
       (bytes, step) => {
         const d = new CrcDecoder();

@@ -1,5 +1,6 @@
 import { deepStrictEqual, ok, throws } from "node:assert/strict";
 import fc from "fast-check";
+import { fuzzBytes } from "./_helpers.ts";
 import { encodeEurechat, EurechatDecoder, type EurechatMessage } from "../protocols/eurechat.ts";
 import { FrameError, FrameTooLargeError, isFrameError } from "../protocols/errors.ts";
 
@@ -156,15 +157,7 @@ Deno.test("EurechatDecoder fuzz: random and mutated bytes only ever raise frame 
   const valid = encodeEurechat("MESSAGE", ["sender"], "Hello world!");
   fc.assert(
     fc.property(
-      fc.oneof(
-        fc.uint8Array({ maxLength: 2000 }),
-        fc.tuple(fc.integer({ min: 0, max: valid.length - 1 }), fc.integer({ min: 0, max: 255 }))
-          .map(([i, b]) => {
-            const copy = valid.slice();
-            copy[i] = b;
-            return copy;
-          }),
-      ),
+      fuzzBytes(valid, 2000),
       fc.integer({ min: 1, max: 50 }),
       (bytes, step) => {
         const d = new EurechatDecoder();

@@ -1,5 +1,6 @@
 import { deepStrictEqual, ok, throws } from "node:assert/strict";
 import fc from "fast-check";
+import { fuzzBytes } from "./_helpers.ts";
 import {
   encodeIm,
   ImLineDecoder,
@@ -139,15 +140,7 @@ Deno.test("IM fuzz: random and mutated bytes give frame errors or message errors
   const valid = encodeIm({ command: "SEND_MESSAGE", conversation: 12, message: "hello" });
   fc.assert(
     fc.property(
-      fc.oneof(
-        fc.uint8Array({ maxLength: 3000 }),
-        fc.tuple(fc.integer({ min: 0, max: valid.length - 1 }), fc.integer({ min: 0, max: 255 }))
-          .map(([i, b]) => {
-            const copy = valid.slice();
-            copy[i] = b;
-            return copy;
-          }),
-      ),
+      fuzzBytes(valid, 3000),
       (bytes) => {
         const d = new ImLineDecoder({ maxLineBytes: 1000 });
         try {
