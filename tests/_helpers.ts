@@ -7,6 +7,7 @@
 
 import fc from "fast-check";
 import type { FrameDecoder } from "../protocols/frames.ts";
+import { isFrameError } from "../protocols/errors.ts";
 import { writeAll } from "../servers/_net.ts";
 
 /** Resolves with `promise`, or rejects after `ms` naming `what`. The timer is always cleared. */
@@ -282,12 +283,14 @@ export class EntryProcess {
 }
 
 /** True where tmux is installed (terminal tests are skipped, and say so, where it is not). */
-export const HAS_TMUX: boolean = await new Deno.Command("tmux", {
-  args: ["-V"],
-  stdout: "null",
-  stderr: "null",
-})
-  .output().then((o) => o.success, () => false);
+export async function hasTmux(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("tmux", { args: ["-V"], stdout: "null", stderr: "null" })
+      .output()).success;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * A private tmux server for driving terminal clients as a person would:
@@ -375,5 +378,32 @@ export function fuzzBytes(valid: Uint8Array, maxRandomLength: number): fc.Arbitr
         return copy;
       },
     ),
+  );
+}
+
+/**
+ * Feeds a decoder random and mutated input in chunks of every size up to
+ * `maxStep`, then ends it: it may throw only the toolkit's frame errors.
+ */
+export function fuzzDecoder(
+  make: () => FrameDecoder<unknown>,
+  valid: Uint8Array,
+  options: { maxLength: number; maxStep: number; runs?: number },
+): void {
+  fc.assert(
+    fc.property(
+      fuzzBytes(valid, options.maxLength),
+      fc.integer({ min: 1, max: options.maxStep }),
+      (bytes, step) => {
+        const decoder = make();
+        try {
+          for (let o = 0; o < bytes.length; o += step) decoder.decode(bytes.subarray(o, o + step));
+          decoder.end();
+        } catch (error) {
+          if (!isFrameError(error)) throw new Error(`unexpected ${error}`, { cause: error });
+        }
+      },
+    ),
+    { numRuns: options.runs ?? 1000 },
   );
 }

@@ -1,8 +1,9 @@
 // The real channel client and server together, driven as a person would: tmux runs the clients,
 // we type with send-keys and read the screen with capture-pane. Skipped (and said so) without tmux.
 import { deepStrictEqual } from "node:assert/strict";
-import { EntryProcess, HAS_TMUX, Tmux, waitUntil } from "./_helpers.ts";
+import { EntryProcess, hasTmux, Tmux, waitUntil } from "./_helpers.ts";
 
+const HAS_TMUX = await hasTmux();
 if (!HAS_TMUX) console.warn("channel_tmux_test: SKIPPED, tmux is not installed");
 
 Deno.test({

@@ -1,7 +1,8 @@
 // The IM client in a real terminal: two people chat, typing commands and reading their screens.
 import { deepStrictEqual } from "node:assert/strict";
-import { EntryProcess, HAS_TMUX, Tmux } from "./_helpers.ts";
+import { EntryProcess, hasTmux, Tmux } from "./_helpers.ts";
 
+const HAS_TMUX = await hasTmux();
 if (!HAS_TMUX) console.warn("im_tmux_test: SKIPPED, tmux is not installed");
 
 Deno.test({
