@@ -514,6 +514,11 @@ export const DIRECTORY_COMMAND: CommandSpec = {
     "Passwords for adduser are read without echo from a terminal, or as the first line of stdin.",
 };
 
+function mayUseFile(path: string): boolean {
+  return Deno.permissions.querySync({ name: "read", path }).state === "granted" &&
+    Deno.permissions.querySync({ name: "write", path }).state === "granted";
+}
+
 async function readPassword(prompt: string): Promise<string> {
   if (Deno.stdin.isTerminal()) {
     const encoder = new TextEncoder();
@@ -590,7 +595,19 @@ export async function main(args: readonly string[]): Promise<void> {
       maxHeaderBytes: intValue(values["max-header"], "max-header", 16),
       maxPayloadBytes: intValue(values["max-payload"], "max-payload", 0),
     };
-    await runServer(values, logger, () => serveDirectory(options));
+    const dbGiven = args.some((a) => a === "--db" || a.startsWith("--db="));
+    await runServer(values, logger, () => {
+      // `deno run --allow-net servers/directory.ts` (no file access) still runs: with the default
+      // database path and no permission to use it, accounts live in memory until the process ends.
+      if (!dbGiven && !mayUseFile(options.db!)) {
+        logger.warning(
+          "No read/write permission for {db}: accounts are kept in memory only (run with --allow-read --allow-write to keep them)",
+          { db: options.db },
+        );
+        options.db = ":memory:";
+      }
+      return serveDirectory(options);
+    });
   });
 }
 

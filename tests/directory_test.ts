@@ -406,3 +406,23 @@ Deno.test("clients/eurechat.ts: two peers log in, find each other and exchange m
   await alice.closeStdin();
   deepStrictEqual((await alice.exited()).code, 0);
 });
+
+Deno.test("servers/directory.ts with only --allow-net keeps accounts in memory and says so", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await using server = EntryProcess.start(
+      "servers/directory.ts",
+      ["--port", "0", "--hash-cost", "4"],
+      ["--allow-net"],
+      { cwd: dir },
+    );
+    const port = await server.listeningPort();
+    match(server.output, /accounts are kept in memory only/);
+    await using client = await DirectoryClient.connect("127.0.0.1", port);
+    await client.login("zoe", "pw");
+    deepStrictEqual((await server.stop()).code, 0);
+    deepStrictEqual([...Deno.readDirSync(dir)], []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
