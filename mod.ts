@@ -27,6 +27,7 @@ export {
   serveTimestamp,
   TIMESTAMP_PORT,
   TIMESTAMP_SOCKET_PATH,
+  TIMESTAMP_TRANSPORTS,
   type TimestampOptions,
   type TimestampTransport,
 } from "./servers/timestamp.ts";
@@ -43,7 +44,12 @@ export {
   MAX_NAME_BYTES,
   serveChannel,
 } from "./servers/channel.ts";
-export { type ChannelClient, connectChannel, runChannelSession } from "./clients/channel.ts";
+export {
+  type ChannelClient,
+  type ChannelSessionOptions,
+  connectChannel,
+  runChannelSession,
+} from "./clients/channel.ts";
 export {
   type Binding,
   DIRECTORY_DB,
@@ -58,12 +64,15 @@ export {
   connectDirectory,
   DirectoryClient,
   DirectoryError,
+  type EurechatSessionOptions,
   type PeerEntry,
+  type PeerListenerOptions,
+  runEurechatSession,
   sendPeerMessage,
   servePeer,
 } from "./clients/eurechat.ts";
 export { IM_PORT, IM_TEXTS, type ImServer, type ImServerOptions, serveIm } from "./servers/im.ts";
-export { connectIm, type ImClient, runImSession } from "./clients/im.ts";
+export { connectIm, type ImClient, type ImSessionOptions, runImSession } from "./clients/im.ts";
 export {
   CRC_PORT,
   CRC_TEXTS,
@@ -82,3 +91,4 @@ export {
   type CrcStatus,
   type CrcUser,
 } from "./clients/crc.ts";
+export { type Screen } from "./clients/_terminal.ts";

@@ -246,7 +246,7 @@ export interface EurechatSessionOptions {
 }
 
 /** The help text of the interactive client. */
-export const EURECHAT_HELP = [
+export const EURECHAT_HELP: string = [
   "/who               list who is online",
   "/msg NAME TEXT     send NAME a message",
   "/quit              leave the directory and exit",

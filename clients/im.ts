@@ -97,7 +97,7 @@ export async function connectIm(hostname: string, port = IM_PORT): Promise<ImCli
 }
 
 /** The help text of the interactive client. */
-export const IM_HELP = [
+export const IM_HELP: string = [
   "/invite NAME [NAME...]   start a conversation with these users",
   "/accept ID               join conversation ID",
   "/say ID TEXT             send TEXT to conversation ID",
