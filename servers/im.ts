@@ -139,43 +139,35 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
     pushPresence();
   };
 
-  const find = (connection: Connection, id: ConversationId): Conversation | undefined => {
-    const conversation = conversations.get(Number(id));
-    if (!conversation) error(connection, IM_TEXTS.noConversation(id));
-    return conversation;
+  /** REGISTER from a connection with no user yet: the new user, or undefined if refused. */
+  const register = (connection: Connection, username: string, status: string): User | undefined => {
+    if (users.has(username)) {
+      error(connection, IM_TEXTS.nameTaken(username));
+      return undefined;
+    }
+    const user: User = { name: username, status, connection, conversations: new Set() };
+    users.set(username, user);
+    logger.info("{name} registered from {peer}", {
+      name: username,
+      peer: formatAddr(connection.remoteAddr),
+    });
+    pushPresence();
+    return user;
   };
 
-  /** Handles one message; returns false when the connection should close (GOODBYE). */
-  const handle = (
-    connection: Connection,
-    user: User | undefined,
-    m: ImClientMessage | ImServerMessage,
-  ): User | undefined | false => {
-    if (m.command === "REGISTER") {
-      if (user) return error(connection, IM_TEXTS.alreadyRegistered(user.name)), user;
-      if (users.has(m.username)) {
-        return error(connection, IM_TEXTS.nameTaken(m.username)), undefined;
-      }
-      const registered: User = {
-        name: m.username,
-        status: m.status,
-        connection,
-        conversations: new Set(),
-      };
-      users.set(m.username, registered);
-      logger.info("{name} registered from {peer}", {
-        name: m.username,
-        peer: formatAddr(connection.remoteAddr),
-      });
-      pushPresence();
-      return registered;
-    }
-    if (!user) return error(connection, IM_TEXTS.registerFirst), undefined;
+  /** Handles one message of a registered user; returns false when the connection should close. */
+  const act = (user: User, m: ImClientMessage | ImServerMessage): boolean => {
+    const reject = (text: string) => {
+      error(user.connection, text);
+      return true;
+    };
     switch (m.command) {
+      case "REGISTER":
+        return reject(IM_TEXTS.alreadyRegistered(user.name));
       case "STATUS":
         user.status = m.status;
         pushPresence();
-        return user;
+        return true;
       case "GOODBYE":
         goOffline(user);
         return false;
@@ -196,33 +188,31 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
           if (name === user.name) continue;
           const invitee = users.get(name);
           if (!invitee) {
-            error(connection, IM_TEXTS.notOnline(name));
+            reject(IM_TEXTS.notOnline(name));
             continue;
           }
           conversation.invited.add(name);
           invitee.connection.send(invitation);
         }
-        return user;
+        return true;
       }
       case "LIST_CONVERSATIONS":
-        send(connection, { command: "CONVERSATIONS", conversations: listConversations() });
-        return user;
+        send(user.connection, { command: "CONVERSATIONS", conversations: listConversations() });
+        return true;
       case "JOIN": {
-        const conversation = find(connection, m.conversation);
-        if (!conversation) return user;
+        const conversation = conversations.get(Number(m.conversation));
+        if (!conversation) return reject(IM_TEXTS.noConversation(m.conversation));
         if (!conversation.invited.has(user.name)) {
-          return error(connection, IM_TEXTS.notInvited(m.conversation)), user;
+          return reject(IM_TEXTS.notInvited(m.conversation));
         }
         conversation.members.add(user);
         user.conversations.add(conversation);
-        return user;
+        return true;
       }
       case "SEND_MESSAGE": {
-        const conversation = find(connection, m.conversation);
-        if (!conversation) return user;
-        if (!conversation.members.has(user)) {
-          return error(connection, IM_TEXTS.notMember(m.conversation)), user;
-        }
+        const conversation = conversations.get(Number(m.conversation));
+        if (!conversation) return reject(IM_TEXTS.noConversation(m.conversation));
+        if (!conversation.members.has(user)) return reject(IM_TEXTS.notMember(m.conversation));
         const frame = encodeIm({
           command: "MESSAGE",
           conversation: conversation.id,
@@ -230,20 +220,17 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
           message: m.message,
         });
         for (const member of conversation.members) member.connection.send(frame);
-        return user;
+        return true;
       }
       case "LEAVE": {
-        const conversation = find(connection, m.conversation);
-        if (!conversation) return user;
-        if (!conversation.members.has(user)) {
-          return error(connection, IM_TEXTS.notMember(m.conversation)), user;
-        }
+        const conversation = conversations.get(Number(m.conversation));
+        if (!conversation) return reject(IM_TEXTS.noConversation(m.conversation));
+        if (!conversation.members.has(user)) return reject(IM_TEXTS.notMember(m.conversation));
         leave(user, conversation);
-        return user;
+        return true;
       }
       default:
-        error(connection, `${m.command} is sent by the server, not by clients`);
-        return user;
+        return reject(`${m.command} is sent by the server, not by clients`);
     }
   };
 
@@ -272,12 +259,14 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
               error(connection, e.message);
               continue;
             }
-            const next = handle(connection, user, message);
-            if (next === false) {
+            if (!user) {
+              if (message.command === "REGISTER") {
+                user = register(connection, message.username, message.status);
+              } else error(connection, IM_TEXTS.registerFirst);
+            } else if (!act(user, message)) {
               await connection.end();
               return;
             }
-            user = next;
           }
         }
       } finally {
