@@ -56,6 +56,7 @@ export interface EurechatMessage {
 const LF = 0x0a;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+const strictDecoder = new TextDecoder("utf-8", { fatal: true });
 const TYPE_PATTERN = /^[A-Za-z0-9_]+$/;
 const ARG_PATTERN = /^[^\s]+$/;
 
@@ -180,7 +181,7 @@ export class EurechatDecoder implements FrameDecoder<EurechatMessage> {
     const offset = this.#queue.consumed;
     let text: string;
     try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(line);
+      text = strictDecoder.decode(line);
     } catch (cause) {
       throw new FrameError("header line is not valid UTF-8", { offset, cause });
     }
