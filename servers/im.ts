@@ -52,6 +52,7 @@ export const IM_TEXTS = {
   noConversation: (id: ConversationId): string => `no conversation ${id}`,
   notInvited: (id: ConversationId): string => `you are not invited to conversation ${id}`,
   notMember: (id: ConversationId): string => `you are not a member of conversation ${id}`,
+  shuttingDown: "server shutting down",
 } as const;
 
 /** Options of {@link serveIm}. */
@@ -273,7 +274,11 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
         if (user) goOffline(user);
       }
     },
-    { logger, maxQueueBytes: options.maxQueueBytes },
+    {
+      logger,
+      maxQueueBytes: options.maxQueueBytes,
+      farewell: (connection) => error(connection, IM_TEXTS.shuttingDown),
+    },
   );
 
   const interval = options.presenceIntervalMs ?? 10_000;

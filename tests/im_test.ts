@@ -227,3 +227,11 @@ Deno.test("servers/im.ts and clients/im.ts as processes: invite, accept, chat wi
   deepStrictEqual((await alice.exited()).code, 0);
   deepStrictEqual((await server.stop("SIGINT")).code, 0);
 });
+
+Deno.test("serveIm() says goodbye with an ERROR when it shuts down", async () => {
+  const server = serveIm({ port: 0, presenceIntervalMs: 0 });
+  await using alice = await register(server, "alice");
+  await server.shutdown();
+  await alice.expect(error(IM_TEXTS.shuttingDown));
+  await alice.closedByServer();
+});
