@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import {
   configure,
   getConsoleSink,
+  getLogger,
   getTextFormatter,
   jsonLinesFormatter,
   type LogLevel,
@@ -258,8 +259,19 @@ export async function setupLogging(values: ParsedCli["values"]): Promise<void> {
     value: (v: unknown) => typeof v === "string" ? v : Deno.inspect(v),
   });
   const sinks: Record<string, Sink> = { console: getConsoleSink({ formatter }) };
+  let fileProblem: string | undefined;
   if (values["log-file"] !== undefined) {
-    sinks.file = fileSink(String(values["log-file"]), formatter);
+    try {
+      sinks.file = fileSink(String(values["log-file"]), formatter);
+    } catch (error) {
+      // A log file is a convenience: without permission to write it, log to the console and run on.
+      if (
+        !(error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied)
+      ) {
+        throw error;
+      }
+      fileProblem = `${error.name}: ${error.message}`;
+    }
   }
   const names = Object.keys(sinks);
   await configure({
@@ -270,6 +282,15 @@ export async function setupLogging(values: ParsedCli["values"]): Promise<void> {
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },
     ],
   });
+  if (fileProblem) {
+    getLogger(["parley"]).error(
+      "Cannot write the log file {file}, logging to the console only: {problem}",
+      {
+        file: values["log-file"],
+        problem: fileProblem,
+      },
+    );
+  }
 }
 
 /** A sink appending each formatted record to a file (opened once, written synchronously). */

@@ -168,3 +168,22 @@ Deno.test("clients/crc.ts as a process: registers, shows welcome and chats by na
   deepStrictEqual((await alice.exited()).code, 0);
   await waitUntil(() => !bob.users.has(201), 3000, "alice's quit");
 });
+
+Deno.test("servers/crc_node.ts --log-file (the seed's flag) appends the log to a file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await using node = EntryProcess.start(
+      "servers/crc_node.ts",
+      ["--id", "9", "--servername", "logged", "--port", "0", "--log-file", `${dir}/node.log`],
+      ["--allow-net", `--allow-write=${dir}`],
+    );
+    await node.listeningPort();
+    deepStrictEqual((await node.stop()).code, 0);
+    match(
+      await Deno.readTextFile(`${dir}/node.log`),
+      /Listening on 127\.0\.0\.1:\d+ as node 9 \(logged\)/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
