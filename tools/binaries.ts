@@ -8,7 +8,7 @@
  *   (`-journal`, `-wal`, `-shm`), relative to the directory it runs in
  *   (`--db :memory:` needs none). Pointed at a database elsewhere, it stops
  *   with a permission error.
- * - `parley-crc-node`: network only (so `--log-file` is refused).
+ * - `parley-crc-node`: network only (a `--log-file` is refused with a logged error; the node runs on).
  * - `parley-channel-server`: network limited to the two addresses a channel
  *   server listens on, `127.0.0.1` (the default) and `0.0.0.0` (every
  *   interface), on any port. Deno's `--allow-net` cannot tell listening from
