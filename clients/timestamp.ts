@@ -24,6 +24,9 @@ import {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** How long the UDP client waits for a reply before saying the server did not answer. */
+export const UDP_REPLY_TIMEOUT_MS = 5000;
+
 /** Options of {@link connectTimestamp}. */
 export interface TimestampClientOptions {
   /** `tcp` (default), `udp` or `unix`. */
@@ -70,7 +73,19 @@ export async function connectTimestamp(
     return {
       async request(line) {
         await socket.send(encoder.encode(`${line}\n`), { transport: "udp", hostname, port });
-        const [data] = await socket.receive();
+        // UDP has no connection to lose: a server that is not there just never answers.
+        const receiving = socket.receive();
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const silence = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            receiving.catch(() => {}); // closing the socket later ends this receive
+            const seconds = UDP_REPLY_TIMEOUT_MS / 1000;
+            reject(
+              new Deno.errors.TimedOut(`No reply from ${hostname}:${port} within ${seconds} s`),
+            );
+          }, UDP_REPLY_TIMEOUT_MS);
+        });
+        const [data] = await Promise.race([receiving, silence]).finally(() => clearTimeout(timer));
         return decoder.decode(data).replace(/\r?\n$/, "");
       },
       close,

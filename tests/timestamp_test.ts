@@ -111,3 +111,18 @@ Deno.test("servers/timestamp.ts refuses an unknown flag or bad value with exit c
   match(help.output, /Usage: servers\/timestamp\.ts/);
   ok(help.output.includes("--transport"));
 });
+
+Deno.test("clients/timestamp.ts over UDP says so when no server answers", async () => {
+  const probe = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close(); // nothing listens there now
+  await using client = EntryProcess.start(
+    "clients/timestamp.ts",
+    ["--transport", "udp", "--port", String(port)],
+    ["--allow-net", "--unstable-net"],
+    { stdin: true },
+  );
+  await client.type("hello?\n");
+  deepStrictEqual((await client.exited(15000)).code, 1);
+  match(client.output, new RegExp(`No reply from 127\\.0\\.0\\.1:${port} within 5 s`));
+});
