@@ -21,7 +21,7 @@
  */
 
 import { FrameError, FrameTooLargeError } from "./errors.ts";
-import { ByteQueue, type FrameDecoder } from "./frames.ts";
+import { assertNoPartialFrame, ByteQueue, type FrameDecoder } from "./frames.ts";
 
 /** Type bytes. */
 export const CRC_TYPES = {
@@ -278,11 +278,7 @@ export class CrcFrameDecoder implements FrameDecoder<CrcFrame> {
 
   /** Throws a `FrameError` if a partial message is buffered. */
   end(): void {
-    if (this.#queue.length > 0) {
-      throw new FrameError(`stream ended inside a message (${this.#queue.length} bytes buffered)`, {
-        offset: this.#queue.consumed,
-      });
-    }
+    assertNoPartialFrame(this.#queue.length, this.#queue.consumed);
   }
 }
 

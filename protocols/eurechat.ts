@@ -53,7 +53,6 @@ export interface EurechatMessage {
   payload: Uint8Array;
 }
 
-const LF = 0x0a;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const strictDecoder = new TextDecoder("utf-8", { fatal: true });
@@ -134,7 +133,6 @@ export class EurechatDecoder implements FrameDecoder<EurechatMessage> {
   #maxPayload: number;
   /** Header of the message whose payload is awaited. */
   #pending?: { type: string; args: string[]; length: number };
-  #scanned = 0;
 
   /** Makes a decoder with the given limits. */
   constructor(options: EurechatDecoderOptions = {}) {
@@ -148,26 +146,9 @@ export class EurechatDecoder implements FrameDecoder<EurechatMessage> {
     const out: EurechatMessage[] = [];
     while (true) {
       if (!this.#pending) {
-        const view = this.#queue.view();
-        const nl = view.indexOf(LF, this.#scanned);
-        if (nl === -1) {
-          if (view.length > this.#maxHeader) {
-            throw new FrameTooLargeError(
-              `header line exceeds limit of ${this.#maxHeader} bytes`,
-              { offset: this.#queue.consumed },
-            );
-          }
-          this.#scanned = view.length;
-          return out;
-        }
-        this.#scanned = 0;
-        if (nl > this.#maxHeader) {
-          throw new FrameTooLargeError(
-            `header line of ${nl} bytes exceeds limit of ${this.#maxHeader} bytes`,
-            { offset: this.#queue.consumed },
-          );
-        }
-        this.#pending = this.#parseHeader(view.subarray(0, nl));
+        const nl = this.#queue.findLineEnd(this.#maxHeader, "header line");
+        if (nl === -1) return out;
+        this.#pending = this.#parseHeader(this.#queue.view().subarray(0, nl));
         this.#queue.skip(nl + 1);
       }
       const { type, args, length } = this.#pending;

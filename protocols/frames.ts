@@ -10,7 +10,7 @@
  * @module
  */
 
-import { FrameError } from "./errors.ts";
+import { FrameError, FrameTooLargeError } from "./errors.ts";
 
 /** An incremental decoder of one wire format. */
 export interface FrameDecoder<T> {
@@ -91,6 +91,8 @@ export class ByteQueue {
   #bytes: Uint8Array = new Uint8Array(0);
   #start = 0;
   #end = 0;
+  /** How far from the front a line end was already searched for. */
+  #scanned = 0;
   /** Total bytes consumed so far (the stream offset of the first held byte). */
   consumed = 0;
 
@@ -123,8 +125,40 @@ export class ByteQueue {
     this.#end += chunk.length;
   }
 
+  /**
+   * Index in {@link ByteQueue.view} of the first LF, or -1 while none has
+   * arrived. Bytes already searched are not searched again, so feeding a long
+   * line one byte at a time stays linear.
+   *
+   * @throws {FrameTooLargeError} once the line (LF not counted) is longer than
+   * `maxLineBytes`, even before its LF arrives.
+   */
+  findLineEnd(maxLineBytes: number, what = "line"): number {
+    const view = this.view();
+    const nl = view.indexOf(0x0a, this.#scanned);
+    if (nl === -1) {
+      this.#scanned = view.length;
+      if (view.length > maxLineBytes) {
+        throw new FrameTooLargeError(`${what} exceeds limit of ${maxLineBytes} bytes`, {
+          offset: this.consumed,
+        });
+      }
+      return -1;
+    }
+    if (nl > maxLineBytes) {
+      throw new FrameTooLargeError(
+        `${what} of ${nl} bytes exceeds limit of ${maxLineBytes} bytes`,
+        {
+          offset: this.consumed,
+        },
+      );
+    }
+    return nl;
+  }
+
   /** Drops `n` bytes from the front. */
   skip(n: number): void {
+    this.#scanned = 0;
     this.#start += n;
     this.consumed += n;
     if (this.#start === this.#end) this.#start = this.#end = 0;

@@ -19,7 +19,6 @@
  * @module
  */
 
-import { FrameTooLargeError } from "./errors.ts";
 import { assertNoPartialFrame, ByteQueue, type FrameDecoder } from "./frames.ts";
 
 /** Default limit of one line, in bytes (without the LF). */
@@ -80,7 +79,6 @@ export class ImMessageError extends TypeError {
 }
 
 const encoder = new TextEncoder();
-const LF = 0x0a;
 
 /** The JSON argument of each message, in wire order. */
 function argumentsOf(message: ImMessage): unknown {
@@ -143,7 +141,6 @@ export function encodeIm(message: ImMessage): Uint8Array {
 export class ImLineDecoder implements FrameDecoder<string> {
   #queue = new ByteQueue();
   #max: number;
-  #scanned = 0;
   #text = new TextDecoder();
 
   /** Makes a decoder; `maxLineBytes` defaults to 64 KiB. */
@@ -155,27 +152,12 @@ export class ImLineDecoder implements FrameDecoder<string> {
   decode(chunk: Uint8Array): string[] {
     this.#queue.append(chunk);
     const out: string[] = [];
-    while (true) {
-      const view = this.#queue.view();
-      const nl = view.indexOf(LF, this.#scanned);
-      if (nl === -1) {
-        this.#scanned = view.length;
-        if (view.length > this.#max) {
-          throw new FrameTooLargeError(`line exceeds limit of ${this.#max} bytes`, {
-            offset: this.#queue.consumed,
-          });
-        }
-        return out;
-      }
-      this.#scanned = 0;
-      if (nl > this.#max) {
-        throw new FrameTooLargeError(`line of ${nl} bytes exceeds limit of ${this.#max} bytes`, {
-          offset: this.#queue.consumed,
-        });
-      }
-      out.push(this.#text.decode(view.subarray(0, nl)));
+    let nl: number;
+    while ((nl = this.#queue.findLineEnd(this.#max)) !== -1) {
+      out.push(this.#text.decode(this.#queue.view().subarray(0, nl)));
       this.#queue.skip(nl + 1);
     }
+    return out;
   }
 
   /** Throws a `FrameError` if a line without its LF is left. */
