@@ -5,6 +5,8 @@
  * @module
  */
 
+import { writeAllSync } from "../servers/_net.ts";
+
 const encoder = new TextEncoder();
 
 /**
@@ -44,15 +46,11 @@ export interface Screen {
 /** The process's standard output as a {@link Screen}. */
 export const stdoutScreen: Screen = {
   write(text: string): void {
-    const bytes = encoder.encode(text);
-    let offset = 0;
-    while (offset < bytes.length) offset += Deno.stdout.writeSync(bytes.subarray(offset));
+    writeAllSync(Deno.stdout, encoder.encode(text));
   },
 };
 
 /** Writes a line to stderr. */
 export function printError(text: string): void {
-  const bytes = encoder.encode(`${text}\n`);
-  let offset = 0;
-  while (offset < bytes.length) offset += Deno.stderr.writeSync(bytes.subarray(offset));
+  writeAllSync(Deno.stderr, encoder.encode(`${text}\n`));
 }

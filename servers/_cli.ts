@@ -11,13 +11,13 @@ import {
   getLogger,
   getTextFormatter,
   jsonLinesFormatter,
+  type Logger,
   type LogLevel,
   type LogRecord,
   type Sink,
   type TextFormatter,
 } from "@logtape/logtape";
-import { DEFAULT_MAX_QUEUE_BYTES, exitOnSignal, type Server } from "./_net.ts";
-import type { Logger } from "@logtape/logtape";
+import { DEFAULT_MAX_QUEUE_BYTES, exitOnSignal, type Server, writeAllSync } from "./_net.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 
 /** Parley's version (from `deno.json`). */
@@ -298,8 +298,7 @@ function fileSink(path: string, formatter: TextFormatter): Sink & Disposable {
   const file = Deno.openSync(path, { create: true, append: true });
   const encoder = new TextEncoder();
   const sink = (record: LogRecord) => {
-    const bytes = encoder.encode(formatter(record));
-    for (let offset = 0; offset < bytes.length;) offset += file.writeSync(bytes.subarray(offset));
+    writeAllSync(file, encoder.encode(formatter(record)));
   };
   return Object.assign(sink, { [Symbol.dispose]: () => file.close() });
 }

@@ -47,8 +47,6 @@ export class Connection {
   readonly conn: Deno.Conn;
   /** The peer's address. */
   readonly remoteAddr: Deno.Addr;
-  /** Why the connection was closed by this side, when it was. */
-  closeReason?: string;
   #queue: Uint8Array[] = [];
   #queuedBytes = 0;
   #maxQueueBytes: number;
@@ -57,7 +55,6 @@ export class Connection {
   #closed = false;
   #logger: Logger;
   #drainWaiters: (() => void)[] = [];
-  #closedResolvers = Promise.withResolvers<void>();
 
   /** Wraps `conn`; TCP connections get `setNoDelay(true)`. */
   constructor(conn: Deno.Conn, options: ConnectionOptions = {}) {
@@ -77,16 +74,6 @@ export class Connection {
     return this.#closed;
   }
 
-  /** Resolves when the connection is closed. */
-  get whenClosed(): Promise<void> {
-    return this.#closedResolvers.promise;
-  }
-
-  /** Bytes waiting to be written. */
-  get queuedBytes(): number {
-    return this.#queuedBytes;
-  }
-
   /**
    * Queues bytes for the peer. Returns false if the connection is closed or
    * was just dropped for exceeding its queue limit.
@@ -99,7 +86,7 @@ export class Connection {
         peer: formatAddr(this.remoteAddr),
         limit: this.#maxQueueBytes,
       });
-      this.close("send queue overflow");
+      this.close();
       return false;
     }
     this.#queue.push(bytes);
@@ -119,10 +106,7 @@ export class Connection {
         const chunks = this.#queue;
         this.#queue = [];
         const data = chunks.length === 1 ? chunks[0] : concatBytes(chunks);
-        let offset = 0;
-        while (offset < data.length) {
-          offset += await this.conn.write(data.subarray(offset));
-        }
+        await writeAll(this.conn, data);
         this.#queuedBytes -= data.length;
       }
     } catch (error) {
@@ -131,7 +115,7 @@ export class Connection {
           peer: formatAddr(this.remoteAddr),
           error: String(error),
         });
-        this.close("write failed");
+        this.close();
       }
     } finally {
       this.#flushing = false;
@@ -162,16 +146,14 @@ export class Connection {
   }
 
   /** Closes the connection now; queued bytes are discarded. Idempotent. */
-  close(reason?: string): void {
+  close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.closeReason ??= reason;
     this.#queue = [];
     try {
       this.conn.close();
     } catch { /* already closed */ }
     for (const wake of this.#drainWaiters.splice(0)) wake();
-    this.#closedResolvers.resolve();
   }
 
   /**
@@ -216,6 +198,14 @@ export async function writeAll(
   bytes: Uint8Array,
 ): Promise<void> {
   for (let offset = 0; offset < bytes.length;) offset += await writer.write(bytes.subarray(offset));
+}
+
+/** Writes all of `bytes` to a synchronous writer (stdout, a log file). */
+export function writeAllSync(
+  writer: { writeSync(p: Uint8Array): number },
+  bytes: Uint8Array,
+): void {
+  for (let offset = 0; offset < bytes.length;) offset += writer.writeSync(bytes.subarray(offset));
 }
 
 /**
@@ -448,8 +438,6 @@ export async function connectWithTimeout(
 export interface SignalStop {
   /** Shuts this server down too when a signal arrives. */
   add(server: Server): void;
-  /** Removes the signal handlers. */
-  remove(): void;
 }
 
 /**
@@ -470,10 +458,5 @@ export function exitOnSignal(servers: Server[] = [], logger?: Logger): SignalSto
     Deno.exit(0);
   };
   for (const s of signals) Deno.addSignalListener(s, handler);
-  return {
-    add: (server) => void servers.push(server),
-    remove: () => {
-      for (const s of signals) Deno.removeSignalListener(s, handler);
-    },
-  };
+  return { add: (server) => void servers.push(server) };
 }

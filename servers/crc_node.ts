@@ -352,7 +352,7 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
           });
           frames = [];
           // Frames decoded before the error in this chunk are lost with the link; that is fine.
-          connection.close("protocol error");
+          connection.close();
         }
         for (const frame of frames) {
           counters.framesIn[frame.message.kind]++;
@@ -479,7 +479,7 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
   let done: Promise<void> | undefined;
   const shutdown = () =>
     done ??= (async () => {
-      outgoingConnection?.close("shutdown");
+      outgoingConnection?.close();
       await listener.shutdown();
       await outgoing;
       await admin?.shutdown();
