@@ -15,6 +15,7 @@
 
 import { CrcDecoder, type CrcMessage, encodeCrc } from "../protocols/crc.ts";
 import { isFrameError } from "../protocols/errors.ts";
+import { readFrames } from "../protocols/frames.ts";
 import { type CommandSpec, intValue, portValue, runCommand, UsageError } from "../servers/_cli.ts";
 import { CRC_PORT, randomCrcId } from "../servers/crc_node.ts";
 import { isConnectionGone, writeAll } from "../servers/_net.ts";
@@ -88,16 +89,10 @@ export class CrcClient {
     this.id = id;
     this.username = options.username;
     this.closed = (async () => {
-      const decoder = new CrcDecoder();
-      const buffer = new Uint8Array(64 * 1024);
       try {
-        while (true) {
-          const n = await conn.read(buffer);
-          if (n === null) break;
-          for (const m of decoder.decode(buffer.subarray(0, n))) {
-            options.onMessage?.(m, this);
-            this.#apply(m);
-          }
+        for await (const m of readFrames(conn.readable, new CrcDecoder())) {
+          options.onMessage?.(m, this);
+          this.#apply(m);
         }
       } catch (error) {
         if (!(isFrameError(error) || isConnectionGone(error))) throw error;

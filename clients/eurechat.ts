@@ -21,9 +21,11 @@ import {
   payloadText,
 } from "../protocols/eurechat.ts";
 import { isFrameError } from "../protocols/errors.ts";
+import { readFrames } from "../protocols/frames.ts";
 import {
   type Connection,
   connectWithTimeout,
+  isConnectionGone,
   type Server,
   serveStream,
   writeAll,
@@ -70,16 +72,14 @@ export class DirectoryClient {
   private constructor(conn: Deno.TcpConn) {
     this.#conn = conn;
     this.#loop = (async () => {
-      const decoder = new EurechatDecoder();
-      const buffer = new Uint8Array(65536);
       try {
-        while (true) {
-          const n = await conn.read(buffer);
-          if (n === null) break;
-          this.#messages.push(...decoder.decode(buffer.subarray(0, n)));
+        for await (const message of readFrames(conn.readable, new EurechatDecoder())) {
+          this.#messages.push(message);
           this.#wake();
         }
-      } catch { /* closed or reset: the session is over */ }
+      } catch (error) {
+        if (!isConnectionGone(error)) throw error; // closed, reset or cut mid-message: the session is over
+      }
       this.#ended = true;
       this.#wake();
     })();

@@ -14,6 +14,7 @@
 import { getLogger } from "@logtape/logtape";
 import { encodeEurechat, EurechatDecoder, type EurechatMessage } from "../protocols/eurechat.ts";
 import { isFrameError } from "../protocols/errors.ts";
+import { readFrames } from "../protocols/frames.ts";
 import {
   type Connection,
   connectWithTimeout,
@@ -21,6 +22,7 @@ import {
   IdleTimer,
   type Server,
   serveStream,
+  writeAll,
 } from "./_net.ts";
 import { AccountStore, DEFAULT_HASH_COST, LoginThrottle } from "./_accounts.ts";
 import {
@@ -393,19 +395,11 @@ export async function pingPeer(
         open.close();
       } catch { /* closed */ }
     }, Math.max(1, deadline - performance.now()));
-    await open.write(encodeEurechat("PING"));
-    const decoder = new EurechatDecoder();
-    const buffer = new Uint8Array(1024);
-    while (true) {
-      const n = await open.read(buffer);
-      if (n === null) return { ok: false, reason: "closed without PONG" };
-      const [first] = decoder.decode(buffer.subarray(0, n));
-      if (first) {
-        return first.type === "PONG"
-          ? { ok: true }
-          : { ok: false, reason: `answered ${first.type}` };
-      }
+    await writeAll(open, encodeEurechat("PING"));
+    for await (const reply of readFrames(open.readable, new EurechatDecoder())) {
+      return reply.type === "PONG" ? { ok: true } : { ok: false, reason: `answered ${reply.type}` };
     }
+    return { ok: false, reason: "closed without PONG" };
   } catch (error) {
     return { ok: false, reason: timedOut ? "no PONG in time" : String(error) };
   } finally {

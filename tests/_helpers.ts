@@ -6,7 +6,7 @@
  */
 
 import fc from "fast-check";
-import type { FrameDecoder } from "../protocols/frames.ts";
+import { type FrameDecoder, readFrames } from "../protocols/frames.ts";
 import { isFrameError } from "../protocols/errors.ts";
 import { writeAll } from "../servers/_net.ts";
 
@@ -53,7 +53,7 @@ export class Peer<T> {
   readonly frames: T[] = [];
   /** Set when the server closed the connection. */
   ended = false;
-  /** Set when the decoder threw. */
+  /** Set when reading or decoding failed; {@link Peer.next} and {@link Peer.take} then throw it. */
   error?: unknown;
   #waiters: (() => void)[] = [];
   #loop: Promise<void>;
@@ -62,15 +62,13 @@ export class Peer<T> {
     this.conn = conn;
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     this.#loop = (async () => {
-      const buffer = new Uint8Array(65536);
       try {
-        while (true) {
-          const n = await conn.read(buffer);
-          if (n === null) break;
-          this.frames.push(...decoder.decode(buffer.subarray(0, n)));
+        for await (const frame of readFrames(conn.readable, decoder)) {
+          this.frames.push(frame);
           this.#wake();
         }
       } catch (error) {
+        // This side closing the socket ends the read; anything else is the test's business.
         if (
           !(error instanceof Deno.errors.BadResource || error instanceof Deno.errors.Interrupted)
         ) {
@@ -100,7 +98,9 @@ export class Peer<T> {
   /** Resolves with the next frame, failing after `ms`. */
   async next(ms = 3000): Promise<T> {
     await this.waitFor(() => this.frames.length > 0 || this.ended, ms, "a frame");
-    if (this.frames.length === 0) throw new Error("Connection closed before a frame arrived");
+    if (this.frames.length === 0) {
+      throw this.error ?? new Error("Connection closed before a frame arrived");
+    }
     return this.frames.shift()!;
   }
 
@@ -108,7 +108,8 @@ export class Peer<T> {
   async take(count: number, ms = 3000): Promise<T[]> {
     await this.waitFor(() => this.frames.length >= count || this.ended, ms, `${count} frames`);
     if (this.frames.length < count) {
-      throw new Error(`Connection closed after ${this.frames.length} of ${count} frames`);
+      throw this.error ??
+        new Error(`Connection closed after ${this.frames.length} of ${count} frames`);
     }
     return this.frames.splice(0, count);
   }
