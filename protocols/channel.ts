@@ -50,6 +50,26 @@ export const CHANNEL_TEXTS = {
 } as const;
 
 /**
+ * Encodes one message as a 200-byte space-padded frame, or returns
+ * `undefined` when its UTF-8 text is longer than 200 bytes (no exception, so a
+ * server can check and encode a chat in one step).
+ *
+ * @example
+ * ```ts
+ * import { tryEncodeChannelFrame } from "./channel.ts";
+ * console.assert(tryEncodeChannelFrame("hi")?.length === 200);
+ * console.assert(tryEncodeChannelFrame("x".repeat(201)) === undefined);
+ * ```
+ */
+export function tryEncodeChannelFrame(text: string): Uint8Array | undefined {
+  const frame = new Uint8Array(CHANNEL_FRAME_BYTES);
+  const { read, written } = encoder.encodeInto(text, frame);
+  if (read < text.length) return undefined;
+  frame.fill(SPACE, written);
+  return frame;
+}
+
+/**
  * Encodes one message as a 200-byte space-padded frame.
  *
  * @throws {RangeError} when the UTF-8 text is longer than 200 bytes.
@@ -61,17 +81,43 @@ export const CHANNEL_TEXTS = {
  * ```
  */
 export function encodeChannelFrame(text: string): Uint8Array {
-  const frame = new Uint8Array(CHANNEL_FRAME_BYTES);
-  const { read, written } = encoder.encodeInto(text, frame);
-  if (read < text.length) {
+  const frame = tryEncodeChannelFrame(text);
+  if (!frame) {
     throw new RangeError(
       `Cannot encode frame: message is ${
-        encoder.encode(text).length
+        channelTextBytes(text)
       } bytes, limit is ${CHANNEL_FRAME_BYTES}`,
     );
   }
-  frame.fill(SPACE, written);
   return frame;
+}
+
+const ELLIPSIS = encoder.encode("...");
+
+/**
+ * Encodes a server reply that may quote what a client typed (an unknown
+ * command, a channel name): when it would not fit, it is cut at a character
+ * boundary and ends with `...`, so the reply is never refused and never
+ * silently shortened.
+ *
+ * @example
+ * ```ts
+ * import { decodeChannelFrame, encodeChannelReply } from "./channel.ts";
+ * const reply = decodeChannelFrame(encodeChannelReply(`No channel named ${"x".repeat(300)}`));
+ * console.assert(reply.length === 200 && reply.endsWith("..."));
+ * ```
+ */
+export function encodeChannelReply(text: string): Uint8Array {
+  const frame = tryEncodeChannelFrame(text);
+  if (frame) return frame;
+  const cut = new Uint8Array(CHANNEL_FRAME_BYTES);
+  const { written } = encoder.encodeInto(
+    text,
+    cut.subarray(0, CHANNEL_FRAME_BYTES - ELLIPSIS.length),
+  );
+  cut.set(ELLIPSIS, written);
+  cut.fill(SPACE, written + ELLIPSIS.length);
+  return cut;
 }
 
 /**

@@ -30,7 +30,9 @@ import {
   ChannelDecoder,
   channelTextBytes,
   encodeChannelFrame,
+  encodeChannelReply,
   parseChannelCommand,
+  tryEncodeChannelFrame,
 } from "../protocols/channel.ts";
 import { type Connection, formatAddr, type Server, serveStream } from "./_net.ts";
 import {
@@ -91,12 +93,12 @@ export function serveChannel(options: ChannelServerOptions = {}): Server {
   /** Channels by name, in creation order; each is the set of its members. */
   const channels = new Map<string, Set<Member>>();
 
+  /** A reply to one client; replies that quote what it typed are cut to fit, never refused. */
   const sendText = (member: Member, text: string) =>
-    member.connection.send(encodeChannelFrame(text));
+    member.connection.send(encodeChannelReply(text));
 
   /** One frame, encoded once, queued for every member but `except`. */
-  const broadcast = (channel: Set<Member>, text: string, except?: Member) => {
-    const frame = encodeChannelFrame(text);
+  const broadcast = (channel: Set<Member>, frame: Uint8Array, except?: Member) => {
     for (const other of channel) if (other !== except) other.connection.send(frame);
   };
 
@@ -105,12 +107,12 @@ export function serveChannel(options: ChannelServerOptions = {}): Server {
     if (!channel) return;
     channel.delete(member);
     member.channel = undefined;
-    broadcast(channel, CHANNEL_TEXTS.left(member.name));
+    broadcast(channel, encodeChannelFrame(CHANNEL_TEXTS.left(member.name)));
   };
 
   const enter = (member: Member, channel: Set<Member>) => {
     leave(member);
-    broadcast(channel, CHANNEL_TEXTS.joined(member.name));
+    broadcast(channel, encodeChannelFrame(CHANNEL_TEXTS.joined(member.name)));
     channel.add(member);
     member.channel = channel;
   };
@@ -120,12 +122,13 @@ export function serveChannel(options: ChannelServerOptions = {}): Server {
     switch (command.kind) {
       case "chat": {
         if (!member.channel) return sendText(member, CHANNEL_TEXTS.notInChannel);
+        // The hot path: check the size and encode in one step, once for every receiver.
         const line = `[${member.name}] ${command.text}`;
-        const bytes = channelTextBytes(line);
-        if (bytes > CHANNEL_FRAME_BYTES) {
-          return sendText(member, CHANNEL_SERVER_TEXTS.chatTooLong(bytes));
+        const frame = tryEncodeChannelFrame(line);
+        if (!frame) {
+          return sendText(member, CHANNEL_SERVER_TEXTS.chatTooLong(channelTextBytes(line)));
         }
-        return broadcast(member.channel, line, member);
+        return broadcast(member.channel, frame, member);
       }
       case "join": {
         if (command.channel === "") return sendText(member, CHANNEL_TEXTS.joinRequiresName);

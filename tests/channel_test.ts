@@ -377,3 +377,17 @@ Deno.test("clients/channel.ts says it is unable to connect", async () => {
   deepStrictEqual((await c.exited()).code, 1);
   deepStrictEqual(c.output, `Unable to connect to 127.0.0.1:${port}\n`);
 });
+
+Deno.test("serveChannel() answers a long unknown name or command with a reply cut to fit, and keeps the client", async () => {
+  await using server = serveChannel({ port: 0 });
+  await using a = await client(server, "A");
+  const long = "x".repeat(150);
+  await a.write(frame(`/join ${long}`));
+  const reply = await a.next();
+  deepStrictEqual(reply, `No channel named ${long} exists. Try '/create ${"x".repeat(8)}...`);
+  deepStrictEqual(new TextEncoder().encode(reply).length, CHANNEL_FRAME_BYTES);
+  await a.write(frame(`/${"y".repeat(199)}`));
+  match(await a.next(), /^\/y+\.\.\.$/);
+  await a.write(frame("/list"));
+  deepStrictEqual(await a.next(), ""); // still connected
+});
