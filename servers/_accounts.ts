@@ -139,6 +139,9 @@ export interface LoginThrottleOptions {
   now?: () => number;
 }
 
+/** Tracked keys at which the throttle first drops the ones whose failures aged out. */
+const SWEEP_AT = 4096;
+
 interface Tally {
   failures: number[];
   inFlight: number;
@@ -157,6 +160,7 @@ interface Tally {
  */
 export class LoginThrottle {
   #tallies = new Map<string, Tally>();
+  #sweepAt = SWEEP_AT;
   #max: number;
   #window: number;
   #now: () => number;
@@ -176,11 +180,23 @@ export class LoginThrottle {
     return tally;
   }
 
+  /** Drops a key that holds nothing any more. */
+  #tidy(key: string, tally: Tally): void {
+    if (tally.failures.length === 0 && tally.inFlight === 0) this.#tallies.delete(key);
+  }
+
+  /** Drops every key whose failures have aged out, so a stream of made-up names cannot grow the map. */
+  #sweep(): void {
+    for (const key of [...this.#tallies.keys()]) this.#tidy(key, this.#tally(key));
+    this.#sweepAt = Math.max(SWEEP_AT, this.#tallies.size * 2);
+  }
+
   /**
    * Starts an attempt for these keys. Returns the seconds to wait if refused,
    * or 0 if the attempt may go ahead (then call {@link LoginThrottle.finish}).
    */
   begin(keys: readonly string[]): number {
+    if (this.#tallies.size >= this.#sweepAt) this.#sweep();
     let wait = 0;
     for (const key of keys) {
       const tally = this.#tally(key);
@@ -191,9 +207,17 @@ export class LoginThrottle {
         wait = Math.max(wait, Math.ceil((oldest + this.#window - this.#now()) / 1000), 1);
       }
     }
-    if (wait > 0) return wait;
+    if (wait > 0) {
+      for (const key of keys) this.#tidy(key, this.#tally(key));
+      return wait;
+    }
     for (const key of keys) this.#tally(key).inFlight++;
     return 0;
+  }
+
+  /** Number of names and addresses tracked (failures not yet aged out, or attempts in flight). */
+  get size(): number {
+    return this.#tallies.size;
   }
 
   /** Ends an attempt started with {@link LoginThrottle.begin}. */
@@ -202,7 +226,7 @@ export class LoginThrottle {
       const tally = this.#tally(key);
       tally.inFlight--;
       if (!success) tally.failures.push(this.#now());
-      if (tally.failures.length === 0 && tally.inFlight === 0) this.#tallies.delete(key);
+      this.#tidy(key, tally);
     }
   }
 }

@@ -284,6 +284,21 @@ Deno.test("LoginThrottle counts attempts in flight, so parallel guesses cannot s
   ok(t.begin(["name:other", "addr:gw"]) > 0); // now it has failed: the 9 in flight count
 });
 
+Deno.test("LoginThrottle forgets names whose failures aged out, so made-up names cannot grow it", () => {
+  let now = 0;
+  const t = new LoginThrottle({ maxFailures: 2, windowMs: 1000, now: () => now });
+  for (let i = 0; i < 10_000; i++) {
+    deepStrictEqual(t.begin([`name:guess${i}`]), 0);
+    t.finish([`name:guess${i}`], false);
+    now += 1; // 1,000 failures per window
+  }
+  ok(t.size < 4096 + 1001, `tracking ${t.size} names`);
+  const before = t.size;
+  deepStrictEqual(t.begin(["name:fresh"]), 0);
+  t.finish(["name:fresh"], true);
+  deepStrictEqual(t.size, before); // a success leaves nothing behind
+});
+
 Deno.test("servers/directory.ts keeps accounts across restarts in --db, with no password in the file; adduser for closed sign-up", async () => {
   const dir = await Deno.makeTempDir();
   const db = `${dir}/accounts.db`;
