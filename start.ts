@@ -50,63 +50,67 @@ export interface StartAllOptions {
 export async function startAll(options: StartAllOptions = {}): Promise<StartedServer[]> {
   const hostname = options.hostname ?? "127.0.0.1";
   const port = (p: number) => options.anyPort ? 0 : p;
-  const started: StartedServer[] = [];
-  const add = (name: string, server: Server, client: (addr: string) => string) => {
-    started.push({ name, server, client: client(formatAddr(server.addr)) });
-  };
   const portOf = (s: Server) => (s.addr as Deno.NetAddr).port;
-  const tcp = serveTimestamp({ transport: "tcp", hostname, port: port(21567) });
-  add(
-    "timestamp (tcp)",
-    tcp,
-    () => `deno run --allow-net clients/timestamp.ts --host ${hostname} --port ${portOf(tcp)}`,
-  );
-  const udp = serveTimestamp({ transport: "udp", hostname, port: port(21567) });
-  add(
-    "timestamp (udp)",
-    udp,
-    () =>
-      `deno run --allow-net --unstable-net clients/timestamp.ts --transport udp --host ${hostname} --port ${
-        portOf(udp)
+  const started: StartedServer[] = [];
+  const run = `deno run --allow-net`;
+  try {
+    const tcp = serveTimestamp({ transport: "tcp", hostname, port: port(21567) });
+    started.push({
+      name: "timestamp (tcp)",
+      server: tcp,
+      client: `${run} clients/timestamp.ts --host ${hostname} --port ${portOf(tcp)}`,
+    });
+    const udp = serveTimestamp({ transport: "udp", hostname, port: port(21567) });
+    started.push({
+      name: "timestamp (udp)",
+      server: udp,
+      client:
+        `${run} --unstable-net clients/timestamp.ts --transport udp --host ${hostname} --port ${
+          portOf(udp)
+        }`,
+    });
+    const unix = serveTimestamp({ transport: "unix", path: options.timestampPath });
+    started.push({
+      name: "timestamp (unix)",
+      server: unix,
+      client: `${run} --allow-read --allow-write clients/timestamp.ts --transport unix --path ${
+        formatAddr(unix.addr)
       }`,
-  );
-  const unix = serveTimestamp({ transport: "unix", path: options.timestampPath });
-  add(
-    "timestamp (unix)",
-    unix,
-    (addr) =>
-      `deno run --allow-net --allow-read --allow-write clients/timestamp.ts --transport unix --path ${addr}`,
-  );
-  const directory = serveDirectory({ hostname, port: port(8888), db: options.directoryDb });
-  add(
-    "eurechat directory",
-    directory,
-    () =>
-      `deno run --allow-net clients/eurechat.ts --user NAME --directory-host ${hostname} --directory-port ${
-        portOf(directory)
-      }`,
-  );
-  const im = serveIm({ hostname, port: port(6666) });
-  add(
-    "IM conversations",
-    im,
-    () => `deno run --allow-net clients/im.ts --user NAME --host ${hostname} --port ${portOf(im)}`,
-  );
-  const crc = await serveCrcNode({ hostname, port: port(3600), name: "parley" });
-  add(
-    "CRC node",
-    crc,
-    () =>
-      `deno run --allow-net clients/crc.ts --username NAME --serverhost ${hostname} --serverport ${
+    });
+    const directory = serveDirectory({ hostname, port: port(8888), db: options.directoryDb });
+    started.push({
+      name: "eurechat directory",
+      server: directory,
+      client:
+        `${run} clients/eurechat.ts --user NAME --directory-host ${hostname} --directory-port ${
+          portOf(directory)
+        }`,
+    });
+    const im = serveIm({ hostname, port: port(6666) });
+    started.push({
+      name: "IM conversations",
+      server: im,
+      client: `${run} clients/im.ts --user NAME --host ${hostname} --port ${portOf(im)}`,
+    });
+    const crc = await serveCrcNode({ hostname, port: port(3600), name: "parley" });
+    started.push({
+      name: "CRC node",
+      server: crc,
+      client: `${run} clients/crc.ts --username NAME --serverhost ${hostname} --serverport ${
         portOf(crc)
       }`,
-  );
-  const channel = serveChannel({ hostname, port: port(55555) });
-  add(
-    "channel chat",
-    channel,
-    () => `deno run --allow-net clients/channel.ts NAME ${hostname} ${portOf(channel)}`,
-  );
+    });
+    const channel = serveChannel({ hostname, port: port(55555) });
+    started.push({
+      name: "channel chat",
+      server: channel,
+      client: `${run} clients/channel.ts NAME ${hostname} ${portOf(channel)}`,
+    });
+  } catch (error) {
+    // One port already taken: stop what did start, then report.
+    await Promise.allSettled(started.map((s) => s.server.shutdown()));
+    throw error;
+  }
   return started;
 }
 
@@ -116,7 +120,8 @@ const START_COMMAND: CommandSpec = {
   summary: "Starts every Parley server on its default port in one process.",
   flags: {
     host: SERVER_FLAGS.host,
-    "log-level": SERVER_FLAGS["log-level"],
+    // Each server's own "Listening on" line would repeat the table start.ts prints.
+    "log-level": { ...SERVER_FLAGS["log-level"], default: "warning" },
     "log-format": SERVER_FLAGS["log-format"],
     help: SERVER_FLAGS.help,
   },
@@ -124,10 +129,7 @@ const START_COMMAND: CommandSpec = {
 
 if (import.meta.main) {
   await runCommand(Deno.args, START_COMMAND, async ({ values }) => {
-    await setupLogging({
-      ...values,
-      "log-level": values["log-level"] === "info" ? "warning" : values["log-level"],
-    });
+    await setupLogging(values);
     const signals = exitOnSignal();
     const started = await startAll({ hostname: String(values.host) });
     for (const { server } of started) signals.add(server);

@@ -1,4 +1,4 @@
-import { deepStrictEqual, match } from "node:assert/strict";
+import { deepStrictEqual, match, ok } from "node:assert/strict";
 import { startAll } from "../start.ts";
 import { connectTimestamp } from "../clients/timestamp.ts";
 import { connectChannel } from "../clients/channel.ts";
@@ -59,4 +59,15 @@ Deno.test("startAll() runs every server at once, each reachable with its client"
     await Promise.all(started.map((s) => s.server.shutdown()));
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("startAll() stops what it started when one server cannot start (the sanitizers check nothing leaks)", async () => {
+  // The Unix socket lives in a directory that does not exist: TCP and UDP start first, then this fails.
+  const error = await startAll({
+    anyPort: true,
+    timestampPath: "/nonexistent-parley-dir/ts.sock",
+    directoryDb: ":memory:",
+  })
+    .catch((e) => e);
+  ok(error instanceof Deno.errors.NotFound, String(error));
 });
