@@ -66,6 +66,8 @@ export class DirectoryClient {
   #waiters: (() => void)[] = [];
   #ended = false;
   #loop: Promise<void>;
+  /** The request in progress; the next one waits for it. */
+  #turn: Promise<unknown> = Promise.resolve();
   /** Resolves when the directory closes the session. */
   readonly closed: Promise<void>;
 
@@ -116,12 +118,20 @@ export class DirectoryClient {
     return this.#messages.shift()!;
   }
 
-  /** Sends a message and returns the reply; an `ERR` reply throws {@link DirectoryError}. */
-  async request(type: string, args: string[] = [], payload = ""): Promise<EurechatMessage> {
-    await writeAll(this.#conn, encodeEurechat(type, args, payload));
-    const reply = await this.next();
-    if (reply.type === "ERR") throw new DirectoryError(payloadText(reply));
-    return reply;
+  /**
+   * Sends a message and returns its reply; an `ERR` reply throws {@link DirectoryError}.
+   * Requests made at once (a keepalive and a command) run one after another, so
+   * each gets its own reply.
+   */
+  request(type: string, args: string[] = [], payload = ""): Promise<EurechatMessage> {
+    const result = this.#turn.then(async () => {
+      await writeAll(this.#conn, encodeEurechat(type, args, payload));
+      const reply = await this.next();
+      if (reply.type === "ERR") throw new DirectoryError(payloadText(reply));
+      return reply;
+    });
+    this.#turn = result.catch(() => {});
+    return result;
   }
 
   /** USER then PASS. */
@@ -262,15 +272,8 @@ export async function runEurechatSession(
 ): Promise<"quit" | "eof" | "directory"> {
   const screen = options.screen ?? stdoutScreen;
   const { directory, user } = options;
-  let busy: Promise<unknown> = Promise.resolve();
-  // Requests are answered in order; chain them so the keepalive never interleaves with a command.
-  const serial = <T>(work: () => Promise<T>): Promise<T> => {
-    const result = busy.then(work);
-    busy = result.catch(() => {});
-    return result;
-  };
   const keepalive = setInterval(
-    () => void serial(() => directory.query(user)).catch(() => {}),
+    () => void directory.query(user).catch(() => {}),
     options.keepaliveMs ?? 10_000,
   );
   const lost = directory.closed.then(() => "directory" as const);
@@ -280,19 +283,18 @@ export async function runEurechatSession(
       try {
         if (command === "" || command === undefined) continue;
         if (command === "/quit") {
-          await serial(() => directory.leave()).catch(() => {});
+          await directory.leave().catch(() => {});
           return "quit" as const;
         } else if (command === "/who") {
-          const peers = await serial(() => directory.query());
+          const peers = await directory.query();
           screen.write(
             peers.length
               ? peers.map((p) => `${p.name} ${p.addr}:${p.port}\n`).join("")
               : "Nobody is online\n",
           );
         } else if (command === "/msg" && rest.length >= 2) {
-          const [name] = rest;
-          const text = line.trim().slice(line.trim().indexOf(name, 4) + name.length + 1);
-          const [peer] = await serial(() => directory.query(name));
+          const [, name, text] = /^\/msg\s+(\S+)\s+(.*)$/.exec(line.trim())!;
+          const [peer] = await directory.query(name);
           if (!peer) {
             screen.write(`${name} is not online\n`);
             continue;

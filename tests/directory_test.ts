@@ -441,3 +441,22 @@ Deno.test("servers/directory.ts with only --allow-net keeps accounts in memory a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("DirectoryClient.request() gives each of several requests made at once its own reply", async () => {
+  await using directory = serveDirectory(FAST);
+  await using listener = livePeer();
+  await using client = await DirectoryClient.connect("127.0.0.1", portOf(directory.addr));
+  await client.login("ann", "pw");
+  await client.bind("127.0.0.1", portOf(listener.addr));
+  const [one, none, all, left] = await Promise.all([
+    client.query("ann"),
+    client.query("nobody"),
+    client.query(),
+    client.leave().then(() => "left"),
+  ]);
+  deepStrictEqual(one.map((p) => p.name), ["ann"]);
+  deepStrictEqual(none, []);
+  deepStrictEqual(all.map((p) => p.name), ["ann"]);
+  deepStrictEqual(left, "left");
+  deepStrictEqual(await client.query(), []);
+});
