@@ -115,20 +115,22 @@ export class CrcClient {
    * ```
    */
   static async connect(options: CrcClientOptions): Promise<CrcClient> {
-    const conn = await Deno.connect({
-      hostname: options.hostname ?? "127.0.0.1",
-      port: options.port ?? CRC_PORT,
-    });
-    conn.setNoDelay(true);
     const id = options.id ?? randomCrcId();
-    const client = new CrcClient(conn, options, id);
-    await client.#write(encodeCrc({
+    // Encoded first: a name or info that does not fit its field fails before any socket is opened.
+    const registration = encodeCrc({
       kind: "client_registration",
       source: id,
       lastHop: 0,
       name: options.username,
       info: options.info ?? "",
-    }));
+    });
+    const conn = await Deno.connect({
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port ?? CRC_PORT,
+    });
+    conn.setNoDelay(true);
+    const client = new CrcClient(conn, options, id);
+    await client.#write(registration);
     return client;
   }
 
@@ -307,6 +309,9 @@ export async function main(args: readonly string[]): Promise<void> {
     if (values.username === undefined || String(values.username) === "") {
       throw new UsageError("--username NAME is required");
     }
+    const bytes = (text: unknown) => new TextEncoder().encode(String(text)).length;
+    if (bytes(values.username) > 255) throw new UsageError("--username is at most 255 bytes");
+    if (bytes(values.info) > 65535) throw new UsageError("--info is at most 65535 bytes");
     let id: number | undefined;
     if (values.id !== undefined) {
       id = intValue(values.id, "id", 1);
