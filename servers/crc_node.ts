@@ -161,6 +161,14 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
   const id = options.id ?? randomCrcId();
   const name = options.name ?? `node-${id}`;
   const info = options.info ?? "";
+  // This node's registration as its neighbours get it, encoded once (and a name that does not fit fails here).
+  const ownRegistration = encodeCrc({
+    kind: "server_registration",
+    source: id,
+    lastHop: id,
+    name,
+    info,
+  });
   const hosts = new Map<number, Host>();
   const adjacentServers = new Map<number, Link>();
   const adjacentClients = new Map<number, Link>();
@@ -237,7 +245,7 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
         }
         logger.info("Server {source} ({name}) registered", { source: m.source, name: m.name });
         if (m.lastHop === 0) {
-          send(link, { kind: "server_registration", source: id, lastHop: id, name, info });
+          transmit(link, "server_registration", ownRegistration);
           for (const host of known) send(link, registrationOf(host));
         }
         return flood(m.kind, encodeCrc({ ...m, lastHop: id }), link, false);
@@ -579,6 +587,7 @@ export async function main(args: readonly string[]): Promise<void> {
       id,
       name: values.name === undefined ? undefined : String(values.name),
       info: String(values.info ?? ""),
+
       port: portValue(values.port),
       connectTo: joinPort === undefined ? undefined : {
         hostname: String(joinHost ?? "127.0.0.1"),
@@ -587,6 +596,9 @@ export async function main(args: readonly string[]): Promise<void> {
       admin: values.admin === undefined ? undefined : hostPort(String(values.admin), "admin"),
       maxContentBytes: intValue(values["max-content"], "max-content", 1),
     };
+    const bytes = (text: string | undefined) => new TextEncoder().encode(text ?? "").length;
+    if (bytes(options.name) > 255) throw new UsageError("--name is at most 255 bytes");
+    if (bytes(options.info) > 65535) throw new UsageError("--info is at most 65535 bytes");
     await runServer(values, logger, () => serveCrcNode(options));
   });
 }
