@@ -129,14 +129,6 @@ export class Peer<T> {
     }
   }
 
-  /** Asserts no frame arrives within `ms` (used after the expected frames were taken). */
-  async expectSilence(ms = 100): Promise<void> {
-    await new Promise((r) => setTimeout(r, ms));
-    if (this.frames.length > 0) {
-      throw new Error(`Unexpected frame: ${JSON.stringify(this.frames[0])}`);
-    }
-  }
-
   /** Closes the socket and waits for the reader to finish. */
   async close(): Promise<void> {
     try {

@@ -127,6 +127,15 @@ Deno.test("listFrames() joins names with newlines and splits only when one frame
 
 // ---- server over real sockets ---------------------------------------------------------------
 
+/**
+ * Asserts `peer` received nothing more: its `/list` reply must be the next frame. Deterministic,
+ * because the server queues whatever earlier commands caused before it answers this `/list`.
+ */
+async function nothingElse(peer: Peer<string>, channels: string): Promise<void> {
+  await peer.write(frame("/list"));
+  deepStrictEqual(await peer.next(), channels);
+}
+
 /** Sends `/list` and waits for its reply, so everything `peer` sent before is processed. */
 async function settled(peer: Peer<string>, ...messages: string[]): Promise<void> {
   await peer.write(concat([...messages.map((m) => frame(m)), frame("/list")]));
@@ -152,8 +161,8 @@ Deno.test("serveChannel() two-client scenario: create, join, chat both ways", as
   deepStrictEqual(await alice.next(), "[Kay] Hi!");
   await alice.write(frame("Hello!"));
   deepStrictEqual(await kay.next(), "[Alice] Hello!");
-  await kay.expectSilence(50); // a successful /join sends nothing back to the joiner
-  await alice.expectSilence(0); // and a chat is not echoed to its sender
+  await nothingElse(kay, "tas"); // a successful /join sends nothing back to the joiner
+  await nothingElse(alice, "tas"); // and a chat is not echoed to its sender
 });
 
 Deno.test("serveChannel() answers every error with the exact text and changes nothing", async () => {
@@ -212,7 +221,7 @@ Deno.test("serveChannel() keeps membership when a command fails", async () => {
   deepStrictEqual(await b.next(), CHANNEL_TEXTS.joinRequiresName);
   await b.write(frame("still here"));
   deepStrictEqual(await a.next(), "[B] still here");
-  await a.expectSilence(50); // no "B has left" was ever sent
+  await nothingElse(a, "AA"); // no "B has left" was ever sent
 });
 
 Deno.test("serveChannel() sends leave and join notices on moves and disconnects", async () => {
@@ -235,8 +244,7 @@ Deno.test("serveChannel() sends leave and join notices on moves and disconnects"
   await b.close();
   deepStrictEqual(await c.next(), "B has left");
   await a.write(frame("/list"));
-  deepStrictEqual(await a.next(), "one\ntwo\nthree");
-  await a.expectSilence(50);
+  deepStrictEqual(await a.next(), "one\ntwo\nthree"); // the first frame after the notices: nothing else came
 });
 
 Deno.test("serveChannel() understands frames sent in random small pieces and many frames in one read", async () => {
@@ -269,7 +277,7 @@ Deno.test("serveChannel() refuses an empty name and a too-long chat without trun
   deepStrictEqual(await a.next(), "B has joined");
   await b.write(frame("x".repeat(200)));
   match(await b.next(), /^Message not sent: with your name it is 204 bytes/);
-  await a.expectSilence(50);
+  await nothingElse(a, "r");
 });
 
 Deno.test("serveChannel() drops a client that never reads; the rest of the room receives everything", async () => {

@@ -43,6 +43,15 @@ async function register(
   return c;
 }
 
+/**
+ * Asserts `c` received nothing more: its CONVERSATIONS reply must be the next message. Deterministic,
+ * because the server queues whatever earlier messages caused before it answers this request.
+ */
+async function nothingElse(c: Client, conversations: Record<string, string[]>): Promise<void> {
+  await c.send({ command: "LIST_CONVERSATIONS" });
+  await c.expect({ command: "CONVERSATIONS", conversations });
+}
+
 const online = (users: Record<string, string>): ImServerMessage => ({
   command: "ONLINE_USERS",
   users,
@@ -79,7 +88,7 @@ Deno.test("serveIm() three clients: registration, presence, invitations, message
     error(IM_TEXTS.notOnline("dave")),
   );
   await bob.expect({ command: "INVITATION", conversation: 1, inviter: "alice" });
-  await carol.expectSilence(50);
+  await nothingElse(carol, { "1": [] });
 
   // carol was not invited: she cannot join or send.
   await carol.send({ command: "JOIN", conversation: 1 });
@@ -102,13 +111,14 @@ Deno.test("serveIm() three clients: registration, presence, invitations, message
   };
   await alice.expect(hi);
   await bob.expect(hi);
-  await carol.expectSilence(50);
+  await nothingElse(carol, { "1": ["alice", "bob"] });
 
   // bob leaves; alice's message reaches only her; the last member leaving removes the conversation.
   await bob.send({ command: "LEAVE", conversation: 1 });
+  await nothingElse(bob, { "1": ["alice"] }); // the LEAVE is done before alice speaks
   await alice.send({ command: "SEND_MESSAGE", conversation: 1, message: "alone" });
   await alice.expect({ command: "MESSAGE", conversation: 1, sender: "alice", message: "alone" });
-  await bob.expectSilence(50);
+  await nothingElse(bob, { "1": ["alice"] });
   await alice.send({ command: "LEAVE", conversation: 1 });
   await alice.send({ command: "LIST_CONVERSATIONS" });
   await alice.expect({ command: "CONVERSATIONS", conversations: {} });

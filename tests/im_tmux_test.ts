@@ -1,6 +1,6 @@
 // The IM client in a real terminal: two people chat, typing commands and reading their screens.
 import { deepStrictEqual } from "node:assert/strict";
-import { EntryProcess, hasTmux, Tmux } from "./_helpers.ts";
+import { EntryProcess, hasTmux, Tmux, waitUntil } from "./_helpers.ts";
 
 const HAS_TMUX = await hasTmux();
 if (!HAS_TMUX) console.warn("im_tmux_test: SKIPPED, tmux is not installed");
@@ -40,6 +40,13 @@ Deno.test({
     const screen = await tmux.screen("ben");
     deepStrictEqual(screen.slice(-2), ["[1] ann", "[2] ann, ben"]);
     await tmux.type("ben", "/quit");
-    await tmux.waitForLine("ann", "Online: ann (online)");
+    // ann's screen already showed "Online: ann (online)" at the start: wait for the newest line to say it.
+    await waitUntil(
+      async () =>
+        (await tmux.screen("ann")).findLast((l) => l.startsWith("Online:")) ===
+          "Online: ann (online)",
+      10000,
+      "ben to go offline on ann's screen",
+    );
   },
 });
