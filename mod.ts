@@ -22,28 +22,14 @@ export * from "./protocols/channel.ts";
 export * from "./protocols/eurechat.ts";
 export * from "./protocols/im.ts";
 export * from "./protocols/crc.ts";
-export { type Server } from "./servers/_net.ts";
-export {
-  serveTimestamp,
-  TIMESTAMP_PORT,
-  TIMESTAMP_SOCKET_PATH,
-  TIMESTAMP_TRANSPORTS,
-  type TimestampOptions,
-  type TimestampTransport,
-} from "./servers/timestamp.ts";
+export { type Server } from "./net/serve.ts";
+export { serveTimestamp, type TimestampOptions } from "./servers/timestamp.ts";
 export {
   connectTimestamp,
   type TimestampClient,
   type TimestampClientOptions,
 } from "./clients/timestamp.ts";
-export {
-  CHANNEL_PORT,
-  CHANNEL_SERVER_TEXTS,
-  type ChannelServerOptions,
-  MAX_CHANNEL_BYTES,
-  MAX_NAME_BYTES,
-  serveChannel,
-} from "./servers/channel.ts";
+export { type ChannelServerOptions, serveChannel } from "./servers/channel.ts";
 export {
   type ChannelClient,
   type ChannelSessionOptions,
@@ -53,8 +39,6 @@ export {
 export {
   type Binding,
   DIRECTORY_DB,
-  DIRECTORY_PORT,
-  DIRECTORY_TEXTS,
   type DirectoryOptions,
   type DirectoryServer,
   pingPeer,
@@ -71,16 +55,13 @@ export {
   sendPeerMessage,
   servePeer,
 } from "./clients/eurechat.ts";
-export { IM_PORT, IM_TEXTS, type ImServer, type ImServerOptions, serveIm } from "./servers/im.ts";
+export { type ImServer, type ImServerOptions, serveIm } from "./servers/im.ts";
 export { connectIm, type ImClient, type ImSessionOptions, runImSession } from "./clients/im.ts";
 export {
-  CRC_PORT,
-  CRC_TEXTS,
   type CrcHostState,
   type CrcNode,
   type CrcNodeOptions,
   type CrcNodeState,
-  randomCrcId,
   serveCrcNode,
 } from "./servers/crc_node.ts";
 export {
@@ -91,4 +72,4 @@ export {
   type CrcStatus,
   type CrcUser,
 } from "./clients/crc.ts";
-export { type Screen } from "./clients/_terminal.ts";
+export { type Screen } from "./cli/terminal.ts";

@@ -5,8 +5,11 @@
  * @module
  */
 
-import { exitOnSignal, formatAddr, type Server } from "./servers/_net.ts";
-import { type CommandSpec, runCommand, SERVER_FLAGS, setupLogging } from "./servers/_cli.ts";
+import { exitOnSignal } from "./cli/signals.ts";
+import { formatAddr } from "./net/address.ts";
+import type { Server } from "./net/serve.ts";
+import { type CommandSpec, runCommand, SERVER_FLAGS } from "./cli/command.ts";
+import { setupLogging } from "./cli/logging.ts";
 import { serveTimestamp } from "./servers/timestamp.ts";
 import { serveChannel } from "./servers/channel.ts";
 import { serveDirectory } from "./servers/directory.ts";

@@ -21,9 +21,10 @@ import {
   encodeChannelFrame,
 } from "../protocols/channel.ts";
 import { readFrames } from "../protocols/frames.ts";
-import { readLines, type Screen, stdoutScreen } from "./_terminal.ts";
-import { type CommandSpec, portValue, runCommand, UsageError } from "../servers/_cli.ts";
-import { isConnectionGone, writeAll } from "../servers/_net.ts";
+import { readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
+import { type CommandSpec, portValue, runCommand, UsageError } from "../cli/command.ts";
+import { isConnectionGone } from "../net/dial.ts";
+import { writeAll } from "../net/bytes.ts";
 
 /** The prompt shown before every typed line. */
 export const CHANNEL_PROMPT = "[Me] ";

@@ -16,10 +16,11 @@
 import { CrcDecoder, type CrcMessage, encodeCrc } from "../protocols/crc.ts";
 import { isFrameError } from "../protocols/errors.ts";
 import { readFrames } from "../protocols/frames.ts";
-import { type CommandSpec, intValue, portValue, runCommand, UsageError } from "../servers/_cli.ts";
-import { CRC_PORT, randomCrcId } from "../servers/crc_node.ts";
-import { isConnectionGone, writeAll } from "../servers/_net.ts";
-import { printError, readLines, type Screen, stdoutScreen } from "./_terminal.ts";
+import { type CommandSpec, intValue, portValue, runCommand, UsageError } from "../cli/command.ts";
+import { CRC_PORT, randomCrcId } from "../protocols/crc.ts";
+import { isConnectionGone } from "../net/dial.ts";
+import { writeAll } from "../net/bytes.ts";
+import { printError, readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
 
 /** A user the client knows is connected. */
 export interface CrcUser {

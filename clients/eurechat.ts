@@ -22,23 +22,19 @@ import {
 } from "../protocols/eurechat.ts";
 import { isFrameError } from "../protocols/errors.ts";
 import { readFrames } from "../protocols/frames.ts";
-import {
-  type Connection,
-  connectWithTimeout,
-  isConnectionGone,
-  type Server,
-  serveStream,
-  writeAll,
-} from "../servers/_net.ts";
+import type { Connection } from "../net/connection.ts";
+import { connectWithTimeout, isConnectionGone } from "../net/dial.ts";
+import { type Server, serveStream } from "../net/serve.ts";
+import { writeAll } from "../net/bytes.ts";
 import {
   type CommandSpec,
   portValue,
   runCommand,
   secondsValue,
   UsageError,
-} from "../servers/_cli.ts";
-import { printError, readLines, type Screen, stdoutScreen } from "./_terminal.ts";
-import { DIRECTORY_PORT } from "../servers/directory.ts";
+} from "../cli/command.ts";
+import { printError, readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
+import { DIRECTORY_PORT } from "../protocols/eurechat.ts";
 
 /** A directory entry: who, and where they listen. */
 export interface PeerEntry {

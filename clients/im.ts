@@ -27,10 +27,11 @@ import {
   parseImLine,
 } from "../protocols/im.ts";
 import { readFrames } from "../protocols/frames.ts";
-import { type CommandSpec, portValue, runCommand, UsageError } from "../servers/_cli.ts";
-import { isConnectionGone, writeAll } from "../servers/_net.ts";
-import { IM_PORT } from "../servers/im.ts";
-import { printError, readLines, type Screen, stdoutScreen } from "./_terminal.ts";
+import { type CommandSpec, portValue, runCommand, UsageError } from "../cli/command.ts";
+import { isConnectionGone } from "../net/dial.ts";
+import { writeAll } from "../net/bytes.ts";
+import { IM_PORT } from "../protocols/im.ts";
+import { printError, readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
 
 function isServerMessage(m: ImMessage): m is ImServerMessage {
   return (IM_SERVER_COMMANDS as readonly string[]).includes(m.command);

@@ -12,14 +12,14 @@
  * @module
  */
 
-import { readLines, type Screen, stdoutScreen } from "./_terminal.ts";
-import { choiceValue, type CommandSpec, portValue, runCommand } from "../servers/_cli.ts";
+import { readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
+import { choiceValue, type CommandSpec, portValue, runCommand } from "../cli/command.ts";
 import {
   TIMESTAMP_PORT,
   TIMESTAMP_SOCKET_PATH,
   TIMESTAMP_TRANSPORTS,
   type TimestampTransport,
-} from "../servers/timestamp.ts";
+} from "../protocols/timestamp.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -238,3 +238,38 @@ export function parseChannelCommand(text: string): ChannelCommand {
       return { kind: "invalid", command };
   }
 }
+
+/** Default port of the channel server. */
+export const CHANNEL_PORT = 55555;
+
+/** Longest client name, in UTF-8 bytes (so notices like `NAME has joined` fit a frame). */
+export const MAX_NAME_BYTES = 64;
+
+/** Longest channel name, in UTF-8 bytes (so error texts naming it fit a frame). */
+export const MAX_CHANNEL_BYTES = 64;
+
+/** Texts of the decisions Parley made where the original is silent. */
+export const CHANNEL_SERVER_TEXTS = {
+  emptyName: "A name is required: the first message must be your name.",
+  nameTooLong: `Names are at most ${MAX_NAME_BYTES} bytes.`,
+  channelTooLong: `Channel names are at most ${MAX_CHANNEL_BYTES} bytes.`,
+  chatTooLong: (bytes: number): string =>
+    `Message not sent: with your name it is ${bytes} bytes, and a message is at most ${CHANNEL_FRAME_BYTES}.`,
+} as const;
+
+/** The `/list` reply: names joined by `\n`, in as many frames as they need (one, usually). */
+export function listFrames(names: readonly string[]): Uint8Array[] {
+  const frames: Uint8Array[] = [];
+  let current = "";
+  for (const name of names) {
+    const candidate = current === "" ? name : `${current}\n${name}`;
+    if (current !== "" && channelTextBytes(candidate) > CHANNEL_FRAME_BYTES) {
+      frames.push(encodeChannelFrame(current));
+      current = name;
+    } else {
+      current = candidate;
+    }
+  }
+  frames.push(encodeChannelFrame(current));
+  return frames;
+}

@@ -323,3 +323,22 @@ function parse(bytes: Uint8Array): CrcMessage {
       return { kind: "client_quit", source: data.getUint32(1), content: text(9, bytes.length) };
   }
 }
+
+/** Default port of a CRC node. */
+export const CRC_PORT = 3600;
+
+/** Status texts of the node, exactly as SPEC.md 3.2 gives them. */
+export const CRC_TEXTS = {
+  duplicateServer: (id: number): string => `A machine has already registered with ID ${id}`,
+  duplicateClient: (id: number): string => `Someone has already registered with ID ${id}`,
+  welcome: (name: string): string => `Welcome to the Clemson Relay Chat network ${name}`,
+  unknownId: (id: number): string => `Unknown ID ${id}`,
+  /** Content of the quits a node sends for hosts lost with a link. */
+  connectionLost: "connection lost",
+} as const;
+
+/** A random non-zero 32-bit id. */
+export function randomCrcId(): number {
+  const [n] = crypto.getRandomValues(new Uint32Array(1));
+  return n === 0 ? 1 : n;
+}

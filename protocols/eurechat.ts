@@ -211,3 +211,25 @@ export class EurechatDecoder implements FrameDecoder<EurechatMessage> {
 function clip(text: string): string {
   return text.length > 20 ? `${text.slice(0, 20)}...` : text;
 }
+
+/** Default port of the directory server. */
+export const DIRECTORY_PORT = 8888;
+
+/** The directory's reply texts, exactly as SPEC.md 1.2 gives them. */
+export const DIRECTORY_TEXTS = {
+  hello: (name: string): string => `hi ${name}, authentication required`,
+  userExpected: "a 'USER <username>' command was expected!",
+  passExpected: "a 'PASS <password>' command was expected!",
+  authenticated: "successfully authenticated",
+  authFailed: "authentication failed",
+  bound: (addr: string, port: number): string => `bound successfully to ${addr}:${port}`,
+  invalidBind: "invalid bind notification",
+  deregistered: "deregistered from directory",
+  notUnderstood: (type: string): string => `I did not understand the message ${type}`,
+  idle: "shutting down idle connection (timeout)",
+  unexpected: "unexpected error",
+  /** Parley's throttle (not in the original). */
+  throttled: (seconds: number): string => `too many failed logins, try again in ${seconds} seconds`,
+  /** Sent to every session when the server stops. */
+  shuttingDown: "directory shutting down",
+} as const;

@@ -322,3 +322,18 @@ export function parseImLine(line: string): ImMessage {
       throw new ImMessageError(`unknown command ${command}`);
   }
 }
+
+/** Default port of the IM server. */
+export const IM_PORT = 6666;
+
+/** The IM server's ERROR texts. */
+export const IM_TEXTS = {
+  registerFirst: "REGISTER first: send REGISTER [username, status]",
+  nameTaken: (name: string): string => `username ${name} is already taken`,
+  alreadyRegistered: (name: string): string => `already registered as ${name}`,
+  notOnline: (name: string): string => `cannot invite ${name}: not online`,
+  noConversation: (id: ConversationId): string => `no conversation ${id}`,
+  notInvited: (id: ConversationId): string => `you are not invited to conversation ${id}`,
+  notMember: (id: ConversationId): string => `you are not a member of conversation ${id}`,
+  shuttingDown: "server shutting down",
+} as const;

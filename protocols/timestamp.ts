@@ -59,3 +59,15 @@ export function encodeTimestampReply(data: Uint8Array, date: Date): Uint8Array {
 /** Pattern of a reply line: group 1 is the ctime, group 2 the echoed data. */
 export const TIMESTAMP_REPLY_PATTERN: RegExp =
   /^\[([A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2} \d{4})\] ([\s\S]*)$/;
+
+/** Default port of the timestamp servers (TCP and UDP). */
+export const TIMESTAMP_PORT = 21567;
+
+/** Default Unix socket path of the timestamp server. */
+export const TIMESTAMP_SOCKET_PATH = "/tmp/parley-timestamp.sock";
+
+/** The transports the timestamp server speaks. */
+export const TIMESTAMP_TRANSPORTS = ["tcp", "udp", "unix"] as const;
+
+/** One of {@link TIMESTAMP_TRANSPORTS}. */
+export type TimestampTransport = typeof TIMESTAMP_TRANSPORTS[number];

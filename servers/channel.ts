@@ -23,9 +23,15 @@
  * @module
  */
 
+import {
+  CHANNEL_PORT,
+  CHANNEL_SERVER_TEXTS,
+  listFrames,
+  MAX_CHANNEL_BYTES,
+  MAX_NAME_BYTES,
+} from "../protocols/channel.ts";
 import { getLogger } from "@logtape/logtape";
 import {
-  CHANNEL_FRAME_BYTES,
   CHANNEL_TEXTS,
   ChannelDecoder,
   channelTextBytes,
@@ -34,32 +40,18 @@ import {
   parseChannelCommand,
   tryEncodeChannelFrame,
 } from "../protocols/channel.ts";
-import { type Connection, formatAddr, type Server, serveStream } from "./_net.ts";
+import type { Connection } from "../net/connection.ts";
+import { formatAddr } from "../net/address.ts";
+import { type Server, serveStream } from "../net/serve.ts";
 import {
   type CommandSpec,
   portValue,
   runCommand,
-  runServer,
   SERVER_FLAGS,
   serverBasics,
   UsageError,
-} from "./_cli.ts";
-
-/** Default port of the channel server. */
-export const CHANNEL_PORT = 55555;
-/** Longest client name, in UTF-8 bytes (so notices like `NAME has joined` fit a frame). */
-export const MAX_NAME_BYTES = 64;
-/** Longest channel name, in UTF-8 bytes (so error texts naming it fit a frame). */
-export const MAX_CHANNEL_BYTES = 64;
-
-/** Texts of the decisions Parley made where the original is silent. */
-export const CHANNEL_SERVER_TEXTS = {
-  emptyName: "A name is required: the first message must be your name.",
-  nameTooLong: `Names are at most ${MAX_NAME_BYTES} bytes.`,
-  channelTooLong: `Channel names are at most ${MAX_CHANNEL_BYTES} bytes.`,
-  chatTooLong: (bytes: number): string =>
-    `Message not sent: with your name it is ${bytes} bytes, and a message is at most ${CHANNEL_FRAME_BYTES}.`,
-} as const;
+} from "../cli/command.ts";
+import { runServer } from "../cli/run_server.ts";
 
 /** Options of {@link serveChannel}. */
 export interface ChannelServerOptions {
@@ -196,23 +188,6 @@ export function serveChannel(options: ChannelServerOptions = {}): Server {
   );
   logger.info("Listening on {addr}", { addr: formatAddr(server.addr) });
   return server;
-}
-
-/** The `/list` reply: names joined by `\n`, in as many frames as they need (one, usually). */
-export function listFrames(names: readonly string[]): Uint8Array[] {
-  const frames: Uint8Array[] = [];
-  let current = "";
-  for (const name of names) {
-    const candidate = current === "" ? name : `${current}\n${name}`;
-    if (current !== "" && channelTextBytes(candidate) > CHANNEL_FRAME_BYTES) {
-      frames.push(encodeChannelFrame(current));
-      current = name;
-    } else {
-      current = candidate;
-    }
-  }
-  frames.push(encodeChannelFrame(current));
-  return frames;
 }
 
 /** The command-line interface of `servers/channel.ts`. */

@@ -12,6 +12,7 @@
  * @module
  */
 
+import { CRC_PORT, CRC_TEXTS, randomCrcId } from "../protocols/crc.ts";
 import { getLogger } from "@logtape/logtape";
 import {
   CRC_STATUS,
@@ -23,30 +24,20 @@ import {
   encodeCrc,
 } from "../protocols/crc.ts";
 import { isFrameError } from "../protocols/errors.ts";
-import { Connection, connectWithTimeout, formatAddr, type Server, serveStream } from "./_net.ts";
+import { Connection } from "../net/connection.ts";
+import { connectWithTimeout } from "../net/dial.ts";
+import { formatAddr } from "../net/address.ts";
+import { type Server, serveStream } from "../net/serve.ts";
 import {
   type CommandSpec,
   intValue,
   portValue,
   runCommand,
-  runServer,
   SERVER_FLAGS,
   serverBasics,
   UsageError,
-} from "./_cli.ts";
-
-/** Default port of a CRC node. */
-export const CRC_PORT = 3600;
-
-/** Status texts of the node, exactly as SPEC.md 3.2 gives them. */
-export const CRC_TEXTS = {
-  duplicateServer: (id: number): string => `A machine has already registered with ID ${id}`,
-  duplicateClient: (id: number): string => `Someone has already registered with ID ${id}`,
-  welcome: (name: string): string => `Welcome to the Clemson Relay Chat network ${name}`,
-  unknownId: (id: number): string => `Unknown ID ${id}`,
-  /** Content of the quits a node sends for hosts lost with a link. */
-  connectionLost: "connection lost",
-} as const;
+} from "../cli/command.ts";
+import { runServer } from "../cli/run_server.ts";
 
 /** A host this node knows, as `GET /state` shows it. */
 export interface CrcHostState {
@@ -139,12 +130,6 @@ const KINDS: CrcKind[] = [
   "client_quit",
   "server_quit",
 ];
-
-/** A random non-zero 32-bit id. */
-export function randomCrcId(): number {
-  const [n] = crypto.getRandomValues(new Uint32Array(1));
-  return n === 0 ? 1 : n;
-}
 
 /**
  * Starts a CRC node; with `connectTo`, it joins that node's network first

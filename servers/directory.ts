@@ -11,19 +11,18 @@
  * @module
  */
 
+import { readPassword } from "../cli/terminal.ts";
+import { DIRECTORY_PORT, DIRECTORY_TEXTS } from "../protocols/eurechat.ts";
 import { getLogger } from "@logtape/logtape";
 import { encodeEurechat, EurechatDecoder, type EurechatMessage } from "../protocols/eurechat.ts";
 import { isFrameError } from "../protocols/errors.ts";
 import { readFrames } from "../protocols/frames.ts";
-import {
-  type Connection,
-  connectWithTimeout,
-  formatAddr,
-  IdleTimer,
-  type Server,
-  serveStream,
-  writeAll,
-} from "./_net.ts";
+import type { Connection } from "../net/connection.ts";
+import { connectWithTimeout } from "../net/dial.ts";
+import { formatAddr } from "../net/address.ts";
+import { IdleTimer } from "../net/timers.ts";
+import { type Server, serveStream } from "../net/serve.ts";
+import { writeAll } from "../net/bytes.ts";
 import { AccountStore, DEFAULT_HASH_COST, LoginThrottle } from "./_accounts.ts";
 import {
   choiceValue,
@@ -31,37 +30,15 @@ import {
   intValue,
   portValue,
   runCommand,
-  runServer,
   secondsValue,
   SERVER_FLAGS,
   serverBasics,
   UsageError,
-} from "./_cli.ts";
-import { readLines } from "../clients/_terminal.ts";
+} from "../cli/command.ts";
+import { runServer } from "../cli/run_server.ts";
 
-/** Default port of the directory server. */
-export const DIRECTORY_PORT = 8888;
 /** Default database file. */
 export const DIRECTORY_DB = "./parley-directory.db";
-
-/** The directory's reply texts, exactly as SPEC.md 1.2 gives them. */
-export const DIRECTORY_TEXTS = {
-  hello: (name: string): string => `hi ${name}, authentication required`,
-  userExpected: "a 'USER <username>' command was expected!",
-  passExpected: "a 'PASS <password>' command was expected!",
-  authenticated: "successfully authenticated",
-  authFailed: "authentication failed",
-  bound: (addr: string, port: number): string => `bound successfully to ${addr}:${port}`,
-  invalidBind: "invalid bind notification",
-  deregistered: "deregistered from directory",
-  notUnderstood: (type: string): string => `I did not understand the message ${type}`,
-  idle: "shutting down idle connection (timeout)",
-  unexpected: "unexpected error",
-  /** Parley's throttle (not in the original). */
-  throttled: (seconds: number): string => `too many failed logins, try again in ${seconds} seconds`,
-  /** Sent to every session when the server stops. */
-  shuttingDown: "directory shutting down",
-} as const;
 
 /** Where a user can be reached. */
 export interface Binding {
@@ -511,31 +488,6 @@ export const DIRECTORY_COMMAND: CommandSpec = {
 function mayUseFile(path: string): boolean {
   return Deno.permissions.querySync({ name: "read", path }).state === "granted" &&
     Deno.permissions.querySync({ name: "write", path }).state === "granted";
-}
-
-async function readPassword(prompt: string): Promise<string> {
-  if (Deno.stdin.isTerminal()) {
-    const encoder = new TextEncoder();
-    Deno.stdout.writeSync(encoder.encode(prompt));
-    Deno.stdin.setRaw(true);
-    try {
-      let text = "";
-      const buf = new Uint8Array(1);
-      while (true) {
-        const n = await Deno.stdin.read(buf);
-        if (n === null || buf[0] === 13 || buf[0] === 10) break;
-        if (buf[0] === 3) throw new UsageError("cancelled");
-        if (buf[0] === 127 || buf[0] === 8) text = text.slice(0, -1);
-        else text += String.fromCharCode(buf[0]);
-      }
-      return new TextDecoder().decode(Uint8Array.from(text, (c) => c.charCodeAt(0)));
-    } finally {
-      Deno.stdin.setRaw(false);
-      Deno.stdout.writeSync(encoder.encode("\n"));
-    }
-  }
-  for await (const line of readLines()) return line;
-  return "";
 }
 
 async function admin(command: string, name: string | undefined, values: Record<string, unknown>) {

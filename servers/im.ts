@@ -19,8 +19,9 @@
 
 import { getLogger } from "@logtape/logtape";
 import {
-  type ConversationId,
   encodeIm,
+  IM_PORT,
+  IM_TEXTS,
   type ImClientMessage,
   ImLineDecoder,
   ImMessageError,
@@ -28,32 +29,19 @@ import {
   parseImLine,
 } from "../protocols/im.ts";
 import { isFrameError } from "../protocols/errors.ts";
-import { type Connection, formatAddr, type Server, serveStream } from "./_net.ts";
+import type { Connection } from "../net/connection.ts";
+import { formatAddr } from "../net/address.ts";
+import { type Server, serveStream } from "../net/serve.ts";
 import {
   type CommandSpec,
   intValue,
   portValue,
   runCommand,
-  runServer,
   secondsValue,
   SERVER_FLAGS,
   serverBasics,
-} from "./_cli.ts";
-
-/** Default port of the IM server. */
-export const IM_PORT = 6666;
-
-/** The IM server's ERROR texts. */
-export const IM_TEXTS = {
-  registerFirst: "REGISTER first: send REGISTER [username, status]",
-  nameTaken: (name: string): string => `username ${name} is already taken`,
-  alreadyRegistered: (name: string): string => `already registered as ${name}`,
-  notOnline: (name: string): string => `cannot invite ${name}: not online`,
-  noConversation: (id: ConversationId): string => `no conversation ${id}`,
-  notInvited: (id: ConversationId): string => `you are not invited to conversation ${id}`,
-  notMember: (id: ConversationId): string => `you are not a member of conversation ${id}`,
-  shuttingDown: "server shutting down",
-} as const;
+} from "../cli/command.ts";
+import { runServer } from "../cli/run_server.ts";
 
 /** Options of {@link serveIm}. */
 export interface ImServerOptions {

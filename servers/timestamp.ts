@@ -12,27 +12,25 @@
  * @module
  */
 
+import {
+  TIMESTAMP_PORT,
+  TIMESTAMP_SOCKET_PATH,
+  TIMESTAMP_TRANSPORTS,
+  type TimestampTransport,
+} from "../protocols/timestamp.ts";
 import { getLogger } from "@logtape/logtape";
 import { encodeTimestampReply } from "../protocols/timestamp.ts";
-import { formatAddr, type Server, serveStream } from "./_net.ts";
+import { formatAddr } from "../net/address.ts";
+import { type Server, serveStream } from "../net/serve.ts";
 import {
   choiceValue,
   type CommandSpec,
   portValue,
   runCommand,
-  runServer,
   SERVER_FLAGS,
   serverBasics,
-} from "./_cli.ts";
-
-/** Default port of the timestamp servers (TCP and UDP). */
-export const TIMESTAMP_PORT = 21567;
-/** Default Unix socket path of the timestamp server. */
-export const TIMESTAMP_SOCKET_PATH = "/tmp/parley-timestamp.sock";
-/** The transports the timestamp server speaks. */
-export const TIMESTAMP_TRANSPORTS = ["tcp", "udp", "unix"] as const;
-/** One of {@link TIMESTAMP_TRANSPORTS}. */
-export type TimestampTransport = typeof TIMESTAMP_TRANSPORTS[number];
+} from "../cli/command.ts";
+import { runServer } from "../cli/run_server.ts";
 
 /** Options of {@link serveTimestamp}. */
 export interface TimestampOptions {

@@ -8,7 +8,7 @@
 import fc from "fast-check";
 import { type FrameDecoder, readFrames } from "../protocols/frames.ts";
 import { isFrameError } from "../protocols/errors.ts";
-import { writeAll } from "../servers/_net.ts";
+import { writeAll } from "../net/bytes.ts";
 
 /** Resolves with `promise`, or rejects after `ms` naming `what`. The timer is always cleared. */
 export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {

@@ -9,7 +9,8 @@ import {
   parseChannelCommand,
 } from "../protocols/channel.ts";
 import { FrameError } from "../protocols/errors.ts";
-import { CHANNEL_SERVER_TEXTS, listFrames, serveChannel } from "../servers/channel.ts";
+import { CHANNEL_SERVER_TEXTS, listFrames } from "../protocols/channel.ts";
+import { serveChannel } from "../servers/channel.ts";
 import {
   CHANNEL_PROMPT,
   CHANNEL_WIPE,

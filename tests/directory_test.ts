@@ -6,12 +6,8 @@ import {
   payloadText,
 } from "../protocols/eurechat.ts";
 import type { FrameDecoder } from "../protocols/frames.ts";
-import {
-  DIRECTORY_TEXTS,
-  type DirectoryOptions,
-  pingPeer,
-  serveDirectory,
-} from "../servers/directory.ts";
+import { DIRECTORY_TEXTS } from "../protocols/eurechat.ts";
+import { type DirectoryOptions, pingPeer, serveDirectory } from "../servers/directory.ts";
 import { DirectoryClient, servePeer } from "../clients/eurechat.ts";
 import { LoginThrottle } from "../servers/_accounts.ts";
 import { EntryProcess, Peer, portOf, waitUntil } from "./_helpers.ts";

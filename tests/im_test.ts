@@ -7,7 +7,8 @@ import {
   parseImLine,
 } from "../protocols/im.ts";
 import type { FrameDecoder } from "../protocols/frames.ts";
-import { IM_TEXTS, serveIm } from "../servers/im.ts";
+import { IM_TEXTS } from "../protocols/im.ts";
+import { serveIm } from "../servers/im.ts";
 import { EntryProcess, Peer, waitUntil } from "./_helpers.ts";
 
 /** Decodes server lines into messages. */

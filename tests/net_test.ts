@@ -1,5 +1,7 @@
 import { deepStrictEqual, ok } from "node:assert/strict";
-import { connectWithTimeout, IdleTimer, serveStream } from "../servers/_net.ts";
+import { connectWithTimeout } from "../net/dial.ts";
+import { IdleTimer } from "../net/timers.ts";
+import { serveStream } from "../net/serve.ts";
 import { serveTimestamp } from "../servers/timestamp.ts";
 import { Peer, portOf, within } from "./_helpers.ts";
 import type { FrameDecoder } from "../protocols/frames.ts";

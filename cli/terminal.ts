@@ -5,7 +5,8 @@
  * @module
  */
 
-import { writeAllSync } from "../servers/_net.ts";
+import { writeAllSync } from "../net/bytes.ts";
+import { UsageError } from "./command.ts";
 
 const encoder = new TextEncoder();
 
@@ -53,4 +54,33 @@ export const stdoutScreen: Screen = {
 /** Writes a line to stderr. */
 export function printError(text: string): void {
   writeAllSync(Deno.stderr, encoder.encode(`${text}\n`));
+}
+
+/**
+ * Reads a password: without echo from a terminal (raw mode, Backspace works,
+ * Ctrl+C cancels), or as the first line of stdin when it is not a terminal.
+ */
+export async function readPassword(prompt: string): Promise<string> {
+  if (Deno.stdin.isTerminal()) {
+    const encoder = new TextEncoder();
+    Deno.stdout.writeSync(encoder.encode(prompt));
+    Deno.stdin.setRaw(true);
+    try {
+      let text = "";
+      const buf = new Uint8Array(1);
+      while (true) {
+        const n = await Deno.stdin.read(buf);
+        if (n === null || buf[0] === 13 || buf[0] === 10) break;
+        if (buf[0] === 3) throw new UsageError("cancelled");
+        if (buf[0] === 127 || buf[0] === 8) text = text.slice(0, -1);
+        else text += String.fromCharCode(buf[0]);
+      }
+      return new TextDecoder().decode(Uint8Array.from(text, (c) => c.charCodeAt(0)));
+    } finally {
+      Deno.stdin.setRaw(false);
+      Deno.stdout.writeSync(encoder.encode("\n"));
+    }
+  }
+  for await (const line of readLines()) return line;
+  return "";
 }

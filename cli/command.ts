@@ -1,23 +1,12 @@
 /**
- * Command-line parsing and logging setup, shared by every entry point.
+ * Command-line parsing for every entry point: flag specs, `--help` text, usage
+ * errors with exit code 2, and readers for flag values.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
-import {
-  configure,
-  getConsoleSink,
-  getLogger,
-  getTextFormatter,
-  jsonLinesFormatter,
-  type Logger,
-  type LogLevel,
-  type LogRecord,
-  type Sink,
-  type TextFormatter,
-} from "@logtape/logtape";
-import { DEFAULT_MAX_QUEUE_BYTES, exitOnSignal, type Server, writeAllSync } from "./_net.ts";
+import { DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 
 /** Parley's version (from `deno.json`). */
@@ -243,66 +232,6 @@ export function choiceValue<T extends string>(
   return text as T;
 }
 
-const LEVELS = ["debug", "info", "warning", "error"] as const;
-
-/**
- * Configures LogTape for an entry point from `--log-level` and `--log-format`:
- * records under `["parley", ...]` go to the console as text or JSON lines.
- */
-export async function setupLogging(values: ParsedCli["values"]): Promise<void> {
-  const level: LogLevel = choiceValue(values["log-level"] ?? "info", "log-level", LEVELS);
-  const format = choiceValue(values["log-format"] ?? "pretty", "log-format", ["pretty", "json"]);
-  const formatter = format === "json" ? jsonLinesFormatter : getTextFormatter({
-    timestamp: "date-time-tz",
-    level: "ABBR",
-    category: ".",
-    value: (v: unknown) => typeof v === "string" ? v : Deno.inspect(v),
-  });
-  const sinks: Record<string, Sink> = { console: getConsoleSink({ formatter }) };
-  let fileProblem: string | undefined;
-  if (values["log-file"] !== undefined) {
-    try {
-      sinks.file = fileSink(String(values["log-file"]), formatter);
-    } catch (error) {
-      // A log file is a convenience: without permission to write it, log to the console and run on.
-      if (
-        !(error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied)
-      ) {
-        throw error;
-      }
-      fileProblem = `${error.name}: ${error.message}`;
-    }
-  }
-  const names = Object.keys(sinks);
-  await configure({
-    reset: true,
-    sinks,
-    loggers: [
-      { category: ["parley"], lowestLevel: level, sinks: names },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },
-    ],
-  });
-  if (fileProblem) {
-    getLogger(["parley"]).error(
-      "Cannot write the log file {file}, logging to the console only: {problem}",
-      {
-        file: values["log-file"],
-        problem: fileProblem,
-      },
-    );
-  }
-}
-
-/** A sink appending each formatted record to a file (opened once, written synchronously). */
-function fileSink(path: string, formatter: TextFormatter): Sink & Disposable {
-  const file = Deno.openSync(path, { create: true, append: true });
-  const encoder = new TextEncoder();
-  const sink = (record: LogRecord) => {
-    writeAllSync(file, encoder.encode(formatter(record)));
-  };
-  return Object.assign(sink, { [Symbol.dispose]: () => file.close() });
-}
-
 /** Reads the shared server flags: host and send-queue limit. */
 export function serverBasics(
   values: ParsedCli["values"],
@@ -311,21 +240,4 @@ export function serverBasics(
     hostname: String(values.host ?? "127.0.0.1"),
     maxQueueBytes: intValue(values["max-queue"] ?? DEFAULT_MAX_QUEUE_BYTES, "max-queue", 1),
   };
-}
-
-/**
- * The body of every server entry point: set up logging from the flags, stop
- * cleanly on SIGINT/SIGTERM (also while starting), start the server, and wait
- * until it has finished.
- */
-export async function runServer(
-  values: ParsedCli["values"],
-  logger: Logger,
-  start: () => Server | Promise<Server>,
-): Promise<void> {
-  await setupLogging(values);
-  const signals = exitOnSignal([], logger);
-  const server = await start();
-  signals.add(server);
-  await server.finished;
 }

@@ -1,0 +1,28 @@
+/**
+ * The body every server entry point shares: logging, signals, start, wait.
+ *
+ * @module
+ */
+
+import type { Logger } from "@logtape/logtape";
+import type { Server } from "../net/serve.ts";
+import type { ParsedCli } from "./command.ts";
+import { setupLogging } from "./logging.ts";
+import { exitOnSignal } from "./signals.ts";
+
+/**
+ * The body of every server entry point: set up logging from the flags, stop
+ * cleanly on SIGINT/SIGTERM (also while starting), start the server, and wait
+ * until it has finished.
+ */
+export async function runServer(
+  values: ParsedCli["values"],
+  logger: Logger,
+  start: () => Server | Promise<Server>,
+): Promise<void> {
+  await setupLogging(values);
+  const signals = exitOnSignal([], logger);
+  const server = await start();
+  signals.add(server);
+  await server.finished;
+}

@@ -1,0 +1,172 @@
+/**
+ * One stream connection with a bounded send queue that never blocks the sender:
+ * the piece every server and client writes through.
+ *
+ * @module
+ */
+
+import { getLogger, type Logger } from "@logtape/logtape";
+import { concatBytes, writeAll } from "./bytes.ts";
+import { formatAddr } from "./address.ts";
+
+/** First size of a connection's read buffer; it grows while reads fill it. */
+export const INITIAL_READ_BYTES = 1024;
+
+/** Default limit of bytes queued for one connection before it is dropped. */
+export const DEFAULT_MAX_QUEUE_BYTES = 1024 * 1024;
+
+/** Options of a {@link Connection}. */
+export interface ConnectionOptions {
+  /** Bytes that may wait in the send queue before the peer is dropped (default 1 MiB). */
+  maxQueueBytes?: number;
+  /** Where queue overflows and write failures are logged. */
+  logger?: Logger;
+}
+
+/**
+ * One accepted or dialled stream connection with a bounded send queue.
+ *
+ * `send()` never blocks: it appends to the queue, and a flush scheduled for the
+ * end of the current turn writes everything queued with as few writes as
+ * possible. When more than `maxQueueBytes` are waiting (the peer stopped
+ * reading), the connection is closed and further sends are ignored.
+ */
+export class Connection {
+  /** The underlying Deno connection. */
+  readonly conn: Deno.Conn;
+  /** The peer's address. */
+  readonly remoteAddr: Deno.Addr;
+  #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
+  #maxQueueBytes: number;
+  #flushing = false;
+  #scheduled = false;
+  #closed = false;
+  #logger: Logger;
+  #drainWaiters: (() => void)[] = [];
+
+  /** Wraps `conn`; TCP connections get `setNoDelay(true)`. */
+  constructor(conn: Deno.Conn, options: ConnectionOptions = {}) {
+    this.conn = conn;
+    this.remoteAddr = conn.remoteAddr;
+    this.#maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
+    this.#logger = options.logger ?? getLogger(["parley", "net"]);
+    if ("setNoDelay" in conn) {
+      try {
+        (conn as Deno.TcpConn).setNoDelay(true);
+      } catch { /* already closed */ }
+    }
+  }
+
+  /** True once the connection was closed by this side or failed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Queues bytes for the peer. Returns false if the connection is closed or
+   * was just dropped for exceeding its queue limit.
+   */
+  send(bytes: Uint8Array): boolean {
+    if (this.#closed) return false;
+    this.#queuedBytes += bytes.length;
+    if (this.#queuedBytes > this.#maxQueueBytes) {
+      this.#logger.warn("Dropping {peer}: send queue exceeded {limit} bytes", {
+        peer: formatAddr(this.remoteAddr),
+        limit: this.#maxQueueBytes,
+      });
+      this.close();
+      return false;
+    }
+    this.#queue.push(bytes);
+    if (!this.#flushing && !this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(() => this.#flush());
+    }
+    return true;
+  }
+
+  async #flush(): Promise<void> {
+    this.#scheduled = false;
+    if (this.#flushing) return;
+    this.#flushing = true;
+    try {
+      while (this.#queue.length > 0 && !this.#closed) {
+        const chunks = this.#queue;
+        this.#queue = [];
+        const data = chunks.length === 1 ? chunks[0] : concatBytes(chunks);
+        await writeAll(this.conn, data);
+        this.#queuedBytes -= data.length;
+      }
+    } catch (error) {
+      if (!this.#closed) {
+        this.#logger.debug("Write to {peer} failed: {error}", {
+          peer: formatAddr(this.remoteAddr),
+          error: String(error),
+        });
+        this.close();
+      }
+    } finally {
+      this.#flushing = false;
+      if (this.#queue.length === 0 || this.#closed) {
+        for (const wake of this.#drainWaiters.splice(0)) wake();
+      }
+    }
+  }
+
+  /** Resolves once everything queued so far is written (or the connection closed). */
+  drain(): Promise<void> {
+    if (this.#closed || (this.#queue.length === 0 && !this.#flushing && !this.#scheduled)) {
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  /** Writes what is queued (waiting at most `timeoutMs`), then closes. */
+  async end(timeoutMs = 1000): Promise<void> {
+    if (this.#closed) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.drain(),
+      new Promise<void>((resolve) => timer = setTimeout(resolve, timeoutMs)),
+    ]);
+    clearTimeout(timer);
+    this.close();
+  }
+
+  /** Closes the connection now; queued bytes are discarded. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#queue = [];
+    try {
+      this.conn.close();
+    } catch { /* already closed */ }
+    for (const wake of this.#drainWaiters.splice(0)) wake();
+  }
+
+  /**
+   * Reads chunks until the peer closes or this side closes; read errors end the stream.
+   *
+   * The read buffer starts small and doubles whenever a read fills it (up to
+   * `maxBufferSize`), so thousands of idle connections hold little memory while
+   * a busy one reads in large gulps. A yielded chunk is only valid until the
+   * next one is requested.
+   */
+  async *chunks(maxBufferSize = 64 * 1024): AsyncGenerator<Uint8Array> {
+    let buffer = new Uint8Array(Math.min(INITIAL_READ_BYTES, maxBufferSize));
+    while (!this.#closed) {
+      let n: number | null;
+      try {
+        n = await this.conn.read(buffer);
+      } catch {
+        return;
+      }
+      if (n === null) return;
+      yield buffer.subarray(0, n);
+      if (n === buffer.length && buffer.length < maxBufferSize) {
+        buffer = new Uint8Array(Math.min(buffer.length * 2, maxBufferSize));
+      }
+    }
+  }
+}
