@@ -7,8 +7,8 @@
  */
 
 import puppeteer, { type Browser } from "puppeteer-core";
-import { serveIm } from "../servers/im.ts";
-import { serveWeb, type WebServerOptions } from "../servers/web.ts";
+import { type ImServer, serveIm } from "../servers/im.ts";
+import { serveWeb, type WebServer, type WebServerOptions } from "../servers/web.ts";
 import { writeAll } from "../net/bytes.ts";
 import { portOf, within } from "./_helpers.ts";
 
@@ -144,8 +144,18 @@ export function maskedTextFrame(text: string): Uint8Array {
   return frame;
 }
 
-/** An IM server and a web bridge to it, both on free ports; disposing stops both. */
-export async function startPair(webOptions: WebServerOptions = {}) {
+/** An IM server and a web bridge to it, both on free ports. */
+export interface Pair extends AsyncDisposable {
+  im: ImServer;
+  web: WebServer;
+  imPort: number;
+  webPort: number;
+  /** The page's address, `http://127.0.0.1:PORT/`. */
+  url: string;
+}
+
+/** Starts an IM server and a web bridge to it; disposing stops both. */
+export function startPair(webOptions: WebServerOptions = {}): Pair {
   const im = serveIm({ port: 0, presenceIntervalMs: 0 });
   const web = serveWeb({
     port: 0,

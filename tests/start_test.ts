@@ -6,6 +6,7 @@ import { DirectoryClient } from "../clients/eurechat.ts";
 import { connectIm } from "../clients/im.ts";
 import { CrcClient } from "../clients/crc.ts";
 import { portOf, waitUntil } from "./_helpers.ts";
+import { formatAddr } from "../net/address.ts";
 
 Deno.test("startAll() runs every server at once, each reachable with its client", async () => {
   const dir = await Deno.makeTempDir();
@@ -22,6 +23,7 @@ Deno.test("startAll() runs every server at once, each reachable with its client"
       "timestamp (unix)",
       "eurechat directory",
       "IM conversations",
+      "web client (IM)",
       "CRC node",
       "channel chat",
     ]);
@@ -54,7 +56,9 @@ Deno.test("startAll() runs every server at once, each reachable with its client"
     using ch = await connectChannel("x", "127.0.0.1", portOf(by("channel chat").server.addr));
     await ch.send("/list");
     deepStrictEqual((await ch.messages().next()).value, "");
-    for (const s of started) match(s.client, /^deno run /);
+    const page = await fetch(`http://${formatAddr(by("web client (IM)").server.addr)}/`);
+    match(await page.text(), /<title>Parley<\/title>/);
+    for (const s of started) match(s.client, /^deno run |^open http:\/\/[\d.:]+\/ in a browser$/);
   } finally {
     await Promise.all(started.map((s) => s.server.shutdown()));
     await Deno.remove(dir, { recursive: true });

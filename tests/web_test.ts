@@ -20,7 +20,7 @@ async function signIn(port: number, name: string, status = "online"): Promise<Ws
 }
 
 Deno.test("serveWeb() serves the page files with a CSP that forbids inline scripts", async () => {
-  await using pair = await startPair();
+  await using pair = startPair();
   const page = await fetch(pair.url);
   const html = await page.text();
   deepStrictEqual(page.status, 200);
@@ -55,7 +55,7 @@ Deno.test("serveWeb() serves the page files with a CSP that forbids inline scrip
 });
 
 Deno.test("serveWeb() bridges IM lines both ways: a WebSocket user and a terminal user chat", async () => {
-  await using pair = await startPair();
+  await using pair = startPair();
   await using alice = await signIn(pair.webPort, "alice");
   using bob = await connectIm("127.0.0.1", pair.imPort);
   await bob.send({ command: "REGISTER", username: "bob", status: "away" });
@@ -97,7 +97,7 @@ Deno.test("serveWeb() bridges IM lines both ways: a WebSocket user and a termina
 });
 
 Deno.test("serveWeb() a taken name is an ERROR and the same socket may register another", async () => {
-  await using pair = await startPair();
+  await using pair = startPair();
   await using first = await signIn(pair.webPort, "alice");
   await using second = await WsPeer.open(pair.webPort);
   second.send('REGISTER ["alice","x"]');
@@ -108,7 +108,7 @@ Deno.test("serveWeb() a taken name is an ERROR and the same socket may register 
 });
 
 Deno.test("serveWeb() refuses WebSocket upgrades from another origin with 403", async () => {
-  await using pair = await startPair();
+  await using pair = startPair();
   const foreign = await rawUpgrade(pair.webPort, { Origin: "http://evil.example" });
   match(foreign.head, /^HTTP\/1\.1 403 /);
   foreign.conn.close();
@@ -122,15 +122,17 @@ Deno.test("serveWeb() refuses WebSocket upgrades from another origin with 403", 
   await refused.closedWithin();
   deepStrictEqual(pair.web.sockets(), 0);
   // The page's own origin, and a client that is no browser (no Origin), are let in.
-  await using own = await WsPeer.open(pair.webPort, { origin: `http://127.0.0.1:${pair.webPort}` });
-  await using tool = await WsPeer.open(pair.webPort);
+  await using _own = await WsPeer.open(pair.webPort, {
+    origin: `http://127.0.0.1:${pair.webPort}`,
+  });
+  await using _tool = await WsPeer.open(pair.webPort);
   deepStrictEqual(pair.web.sockets(), 2);
 });
 
 Deno.test("serveWeb() --max-per-ip: one socket too many gets the error and is closed; loopback is exempt by default", async () => {
   {
-    await using pair = await startPair({ maxPerIp: 2, exempt: [] });
-    await using a = await WsPeer.open(pair.webPort);
+    await using pair = startPair({ maxPerIp: 2, exempt: [] });
+    await using _a = await WsPeer.open(pair.webPort);
     const b = await WsPeer.open(pair.webPort);
     const c = new WsPeer(`ws://127.0.0.1:${pair.webPort}/ws`);
     deepStrictEqual(await c.next(), error(WEB_TEXTS.tooManyFromAddress));
@@ -138,18 +140,18 @@ Deno.test("serveWeb() --max-per-ip: one socket too many gets the error and is cl
     // The refused socket never reached the IM server, and a place that frees up can be taken again.
     await b.close();
     await waitUntil(() => pair.web.sockets() === 1, 2000, "the closed socket to be counted out");
-    await using d = await signIn(pair.webPort, "dave");
+    await using _d = await signIn(pair.webPort, "dave");
     deepStrictEqual(pair.web.sockets(), 2);
   }
   {
-    await using pair = await startPair({ maxPerIp: 1 });
-    await using a = await WsPeer.open(pair.webPort);
-    await using b = await signIn(pair.webPort, "bob");
+    await using pair = startPair({ maxPerIp: 1 });
+    await using _a = await WsPeer.open(pair.webPort);
+    await using _b = await signIn(pair.webPort, "bob");
     deepStrictEqual(pair.web.sockets(), 2);
   }
   {
-    await using pair = await startPair({ maxConnections: 1 });
-    await using a = await WsPeer.open(pair.webPort);
+    await using pair = startPair({ maxConnections: 1 });
+    await using _a = await WsPeer.open(pair.webPort);
     const b = new WsPeer(`ws://127.0.0.1:${pair.webPort}/ws`);
     deepStrictEqual(await b.next(), error(WEB_TEXTS.tooManyConnections));
     deepStrictEqual((await b.closedWithin()).code, 1008);
@@ -157,7 +159,7 @@ Deno.test("serveWeb() --max-per-ip: one socket too many gets the error and is cl
 });
 
 Deno.test("serveWeb() a message over --max-message gets the error and closes the socket; one at the limit does not", async () => {
-  await using pair = await startPair({ maxMessageBytes: 1000 });
+  await using pair = startPair({ maxMessageBytes: 1000 });
   await using alice = await signIn(pair.webPort, "alice");
   // Exactly 1000 bytes: a well-framed line (the IM server answers it) and the socket stays.
   const fits = `SEND_MESSAGE [1, "${"é".repeat(490)}"]`;
@@ -172,7 +174,7 @@ Deno.test("serveWeb() a message over --max-message gets the error and closes the
 });
 
 Deno.test("serveWeb() a binary message closes the socket", async () => {
-  await using pair = await startPair();
+  await using pair = startPair();
   await using alice = await signIn(pair.webPort, "alice");
   alice.socket.send(new Uint8Array([1, 2, 3]));
   deepStrictEqual(await alice.next(), error(WEB_TEXTS.binary));
@@ -180,7 +182,7 @@ Deno.test("serveWeb() a binary message closes the socket", async () => {
 });
 
 Deno.test("serveWeb() a browser that stops reading is dropped past --max-queue; the others go on", async () => {
-  await using pair = await startPair({ maxQueueBytes: 64 * 1024 });
+  await using pair = startPair({ maxQueueBytes: 64 * 1024 });
   // The slow browser registers, starts a conversation with the flooder and then never reads.
   const slow = await rawUpgrade(pair.webPort);
   match(slow.head, /^HTTP\/1\.1 101 /);
@@ -209,14 +211,14 @@ Deno.test("serveWeb() a browser that stops reading is dropped past --max-queue; 
   await waitUntil(() => !("slow" in pair.im.onlineUsers()), 5000, "the slow browser to be dropped");
   ok("flood" in pair.im.onlineUsers(), "the flooder is still there");
   // Someone else still gets through the same bridge.
-  await using other = await signIn(pair.webPort, "other");
+  await using _other = await signIn(pair.webPort, "other");
   slow.conn.close();
   flooder.close();
   await reader;
 });
 
 Deno.test("serveWeb() the IM server going away closes the socket with the reason; an unreachable one too", async () => {
-  await using pair = await startPair();
+  await using pair = startPair();
   await using alice = await signIn(pair.webPort, "alice");
   await pair.im.shutdown();
   deepStrictEqual(await alice.next(), error(IM_TEXTS.shuttingDown));
@@ -228,7 +230,7 @@ Deno.test("serveWeb() the IM server going away closes the socket with the reason
 });
 
 Deno.test("serveWeb() a socket that does not register within --register-timeout is closed", async () => {
-  await using pair = await startPair({ registerTimeoutMs: 200 });
+  await using pair = startPair({ registerTimeoutMs: 200 });
   await using idle = await WsPeer.open(pair.webPort);
   deepStrictEqual(await idle.next(), error(WEB_TEXTS.registerTimeout));
   deepStrictEqual((await idle.closedWithin()).code, 1008);
@@ -240,7 +242,7 @@ Deno.test("serveWeb() a socket that does not register within --register-timeout 
 });
 
 Deno.test("serveWeb() shutdown tells every browser and closes its IM session", async () => {
-  await using pair = await startPair();
+  await using pair = startPair();
   const alice = await signIn(pair.webPort, "alice");
   await pair.web.shutdown();
   deepStrictEqual(await alice.next(), error(WEB_TEXTS.shuttingDown));
@@ -261,7 +263,7 @@ Deno.test("imAddress() and parseCidrs() read --im and --exempt", () => {
 });
 
 Deno.test("servers/web.ts runs with only --allow-net: page, WebSocket to the IM server, clean exit", async () => {
-  await using pair = await startPair();
+  await using pair = startPair();
   await using web = EntryProcess.start("servers/web.ts", [
     "--port",
     "0",

@@ -1,11 +1,12 @@
-// @ts-check
-/// <reference lib="dom" />
 /**
  * The chat page: renders {@link ChatModel} and talks IM lines over one
  * WebSocket to `/ws`. Everything a peer sent is inserted with `textContent`,
  * never as HTML. When the connection drops after signing in, the page
  * reconnects by itself (0.5 s, then doubling up to 5 s) and signs in again
  * with the same name and status.
+ *
+ * The JSDoc types are checked against the DOM by `tests/web_model_test.ts` (in a program of its
+ * own: the DOM types do not mix with Deno's in `deno check .`).
  *
  * @module
  */
@@ -113,7 +114,14 @@ function connect() {
  */
 function lost(reason) {
   const wasSignedIn = model.signedIn || reconnecting;
-  for (const id of model.disconnected()) renderPanel(id);
+  for (const [from, to] of model.disconnected()) {
+    document.getElementById(`panel-${from}`)?.remove();
+    const panel = panelOf(to);
+    for (const entry of model.conversations.get(to)?.history ?? []) appendEntry(to, entry);
+    for (const control of panel.querySelectorAll(".composer textarea, .composer button")) {
+      /** @type {HTMLInputElement} */ (control).disabled = true;
+    }
+  }
   renderAll();
   if (!wanted) return;
   if (!wasSignedIn) {
@@ -332,7 +340,7 @@ function renderTabs() {
     const c = /** @type {import("./model.js").Conversation} */ (model.conversations.get(id));
     const selected = id === model.active;
     const title = visible(model.title(c));
-    const label = `Conversation ${id} with ${title}${c.ended ? " (ended)" : ""}${
+    const label = `Conversation ${c.label} with ${title}${c.ended ? " (ended)" : ""}${
       c.unread ? `, ${c.unread} unread` : ""
     }`;
     const tab = el("button", {
@@ -345,7 +353,7 @@ function renderTabs() {
       tabindex: selected ? "0" : "-1",
       class: c.ended ? "tab ended" : "tab",
     }, [
-      el("span", { class: "tab-title" }, [`#${id} ${title}`]),
+      el("span", { class: "tab-title" }, [`#${c.label} ${title}`]),
       ...(c.unread
         ? [el("span", { class: "badge", "aria-hidden": "true" }, [String(c.unread)])]
         : []),
@@ -412,12 +420,13 @@ function scrollToEnd(id) {
 function panelOf(id) {
   const existing = document.getElementById(`panel-${id}`);
   if (existing) return existing;
+  const label = model.conversations.get(id)?.label ?? id;
   const history = el("ol", {
     class: "history",
     id: `history-${id}`,
     role: "log",
     "aria-live": "polite",
-    "aria-label": `Messages in conversation ${id}`,
+    "aria-label": `Messages in conversation ${label}`,
     tabindex: "0",
   });
   const input = el("textarea", {
@@ -425,12 +434,12 @@ function panelOf(id) {
     rows: "1",
     maxlength: "16000",
     placeholder: "Write a message",
-    "aria-label": `Message to conversation ${id}`,
+    "aria-label": `Message to conversation ${label}`,
     autocomplete: "off",
   });
   const form = /** @type {HTMLFormElement} */ (el("form", { class: "composer" }, [
     input,
-    el("button", { type: "submit", "aria-label": `Send to conversation ${id}` }, ["Send"]),
+    el("button", { type: "submit", "aria-label": `Send to conversation ${label}` }, ["Send"]),
   ]));
   const textarea = /** @type {HTMLTextAreaElement} */ (input);
   form.addEventListener("submit", (event) => {
@@ -463,7 +472,7 @@ function panelOf(id) {
   }, [
     el("header", { class: "panel-header" }, [
       el("div", {}, [
-        el("h2", { id: `title-${id}` }, [`Conversation ${id}`]),
+        el("h2", { id: `title-${id}` }, [`Conversation ${label}`]),
         el("p", { class: "members", id: `members-${id}` }),
       ]),
       leave,
@@ -489,24 +498,8 @@ function renderPanelHeader(id) {
     leave.textContent = c.ended ? "Close" : "Leave";
     leave.setAttribute(
       "aria-label",
-      c.ended ? `Close conversation ${id}` : `Leave conversation ${id}`,
+      c.ended ? `Close conversation ${c.label} (ended)` : `Leave conversation ${c.label}`,
     );
-  }
-}
-
-/**
- * Rebuilds a panel's header and composer state (after the conversation ended).
- * @param {string} id
- */
-function renderPanel(id) {
-  const c = model.conversations.get(id);
-  if (!c) return;
-  const panel = panelOf(id);
-  renderPanelHeader(id);
-  const last = c.history.at(-1);
-  if (last?.kind === "notice" && c.ended) appendEntry(id, last);
-  for (const control of panel.querySelectorAll(".composer textarea, .composer button")) {
-    /** @type {HTMLInputElement} */ (control).disabled = c.ended;
   }
 }
 

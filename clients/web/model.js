@@ -20,8 +20,10 @@
  */
 
 /**
- * One conversation this page is in.
- * @typedef {{ id: string, members: string[] | undefined, invited: string[], history: Entry[], unread: number, ended: boolean, inviter: string }} Conversation
+ * One conversation this page is in. `id` is the page's key for it: the server's id while it
+ * lasts; once it has ended (the connection was lost) it gets a key of its own, since a restarted
+ * server counts its ids from 1 again. `label` stays the server's id, for people to read.
+ * @typedef {{ id: string, label: string, members: string[] | undefined, invited: string[], history: Entry[], unread: number, ended: boolean, inviter: string }} Conversation
  */
 
 /**
@@ -99,6 +101,7 @@ export class ChatModel {
   /** @type {Map<string, Conversation>} */ conversations = new Map();
   /** @type {Map<string, string>} id to inviter */ invitations = new Map();
   /** @type {string | undefined} */ active = undefined;
+  #epoch = 0;
   /** @type {string[][]} the names of our INVITEs, oldest first, until their INVITATION comes */
   #inviting = [];
 
@@ -212,8 +215,6 @@ export class ChatModel {
    */
   join(id, inviter = this.invitations.get(id) ?? "") {
     this.invitations.delete(id);
-    const existing = this.conversations.get(id);
-    if (!existing || existing.ended) this.conversations.delete(id);
     this.#open(id, inviter);
     this.active = id;
     return [
@@ -236,16 +237,20 @@ export class ChatModel {
   }
 
   /**
-   * The connection was lost: every conversation has ended on the server.
+   * The connection was lost: every conversation has ended on the server. Each
+   * ended conversation is moved to a key of its own (its history stays).
    * @param {Date} [now]
-   * @returns {string[]} the ids of the conversations that ended
+   * @returns {[string, string][]} the old and new key of each conversation that ended
    */
   disconnected(now = new Date()) {
     this.signedIn = false;
     this.online = {};
     this.invitations.clear();
-    const ended = [];
-    for (const conversation of this.conversations.values()) {
+    this.#inviting = [];
+    this.#epoch++;
+    /** @type {[string, string][]} */
+    const moved = [];
+    for (const conversation of [...this.conversations.values()]) {
       if (conversation.ended) continue;
       conversation.ended = true;
       conversation.history.push({
@@ -254,9 +259,14 @@ export class ChatModel {
         text: "The connection was lost; this conversation has ended.",
         own: false,
       });
-      ended.push(conversation.id);
+      const key = `${conversation.label}-ended${this.#epoch}`;
+      this.conversations.delete(conversation.id);
+      if (this.active === conversation.id) this.active = key;
+      moved.push([conversation.id, key]);
+      conversation.id = key;
+      this.conversations.set(key, conversation);
     }
-    return ended;
+    return moved;
   }
 
   /** Total unread messages. */
@@ -290,6 +300,7 @@ export class ChatModel {
     if (!conversation) {
       conversation = {
         id,
+        label: id,
         members: undefined,
         invited: [],
         history: [],
