@@ -23,6 +23,7 @@ import {
 import { readFrames } from "../protocols/frames.ts";
 import { readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
 import { type CommandSpec, portValue, runCommand, UsageError } from "../cli/command.ts";
+import { isFrameError } from "../protocols/errors.ts";
 import { isConnectionGone } from "../net/dial.ts";
 import { writeAll } from "../net/bytes.ts";
 
@@ -86,7 +87,7 @@ export async function connectChannel(
         yield* readFrames(conn.readable, new ChannelDecoder());
       } catch (error) {
         // A reset or this side closing both mean: the server is gone.
-        if (!isConnectionGone(error)) throw error;
+        if (!(isConnectionGone(error) || isFrameError(error))) throw error;
       }
     },
     close,

@@ -28,9 +28,9 @@ import { type Server, serveStream } from "../net/serve.ts";
 import { writeAll } from "../net/bytes.ts";
 import {
   type CommandSpec,
+  millisecondsFromSeconds,
   portValue,
   runCommand,
-  secondsValue,
   UsageError,
 } from "../cli/command.ts";
 import { printError, readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
@@ -76,7 +76,7 @@ export class DirectoryClient {
           this.#wake();
         }
       } catch (error) {
-        if (!isConnectionGone(error)) throw error; // closed, reset or cut mid-message: the session is over
+        if (!(isConnectionGone(error) || isFrameError(error))) throw error; // closed, reset or cut mid-message: the session is over
       }
       this.#ended = true;
       this.#wake();
@@ -438,7 +438,7 @@ export async function main(args: readonly string[]): Promise<void> {
       directory,
       lines,
       screen,
-      keepaliveMs: secondsValue(values.keepalive, "keepalive"),
+      keepaliveMs: millisecondsFromSeconds(values.keepalive, "keepalive"),
     });
     if (result === "directory") {
       printError(`The directory at ${dirHost}:${dirPort} closed the session`);

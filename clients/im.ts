@@ -28,6 +28,7 @@ import {
 } from "../protocols/im.ts";
 import { readFrames } from "../protocols/frames.ts";
 import { type CommandSpec, portValue, runCommand, UsageError } from "../cli/command.ts";
+import { isFrameError } from "../protocols/errors.ts";
 import { isConnectionGone } from "../net/dial.ts";
 import { writeAll } from "../net/bytes.ts";
 import { IM_PORT } from "../protocols/im.ts";
@@ -89,7 +90,7 @@ export async function connectIm(hostname: string, port = IM_PORT): Promise<ImCli
           }
         }
       } catch (error) {
-        if (!isConnectionGone(error)) throw error;
+        if (!(isConnectionGone(error) || isFrameError(error))) throw error;
       }
     },
     close,
