@@ -75,6 +75,7 @@ for (const target of targets) {
       args,
       stdout: "inherit",
       stderr: "piped",
+      env: { NO_COLOR: "1" },
     }).output();
     if (!result.success) {
       console.error(`Could not build ${file}: ${firstError(result.stderr)}`);
@@ -94,7 +95,7 @@ for (const target of targets) {
 
 /** What went wrong, from deno's error output: its error line and the innermost cause, no backtrace. */
 function firstError(stderr: Uint8Array): string {
-  const text = new TextDecoder().decode(stderr).replace(/\x1b\[[0-9;]*m/g, "");
+  const text = new TextDecoder().decode(stderr);
   const lines = text.split("\n").map((line) => line.trim());
   const error = lines.find((line) => /^error:/i.test(line)) ?? lines.find((line) => line) ?? "";
   const causes = lines.slice(0, lines.findIndex((l) => /^Stack backtrace/.test(l)) >>> 0)
