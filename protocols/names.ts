@@ -21,6 +21,7 @@
  * @module
  */
 
+// deno-lint-ignore no-control-regex -- finding control characters is the point
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\ufffd]/u;
 const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
