@@ -6,11 +6,12 @@
  * @module
  */
 
-import { getLogger } from "@logtape/logtape";
+import { getLogger, type Logger } from "@logtape/logtape";
 import { Connection, type ConnectionOptions } from "./connection.ts";
 import { CidrSet, formatAddr, peerKey } from "./address.ts";
 import { DeadlineSweep, type ReadPolicy } from "./framing.ts";
-import { listenTcp, type TcpListenSpec, type UnixListener } from "./listen.ts";
+import { listenError, listenTcp, type TcpListenSpec, type UnixListener } from "./listen.ts";
+import { formatHostPort } from "./address.ts";
 
 /** What every running Parley server looks like (the shape of `Deno.serve`). */
 export interface Server {
@@ -24,12 +25,84 @@ export interface Server {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/** A PEM certificate chain and its private key (`--tls-cert FILE`, `--tls-key FILE`). */
+export interface TlsCertificate {
+  /** The certificate chain, PEM. */
+  cert: string;
+  /** The private key, PEM. */
+  key: string;
+}
+
 /**
- * Where a stream server listens: a TCP address (opened here), or a Unix socket
- * listener opened beforehand with `listenUnix()` (which needs an `await` to
- * check for a live server at the path).
+ * Where a stream server listens: a TCP address (opened here; with `tls`,
+ * every connection speaks TLS only), or a Unix socket listener opened
+ * beforehand with `listenUnix()` (which needs an `await` to check for a live
+ * server at the path).
  */
-export type ListenSpec = TcpListenSpec | UnixListener;
+export type ListenSpec = (TcpListenSpec & { tls?: TlsCertificate }) | UnixListener;
+
+/** The TLS certificate or key was refused when the listener opened (not PEM, or not a pair). */
+export class TlsSetupError extends Error {
+  /** Makes the error; the message names what was wrong. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "TlsSetupError";
+  }
+}
+
+/** Time a TLS client has to finish its handshake, ms (as `--frame-timeout`'s default). */
+export const DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * Completes the TLS handshake of an accepted connection within `timeoutMs`
+ * (plain connections pass at once). A failure (a plain-TCP client, a client
+ * that rejects the certificate, a stranger that never finishes) is one debug
+ * line; the connection is closed and false returned.
+ */
+async function completeHandshake(
+  connection: Connection,
+  timeoutMs: number,
+  logger: Logger,
+): Promise<boolean> {
+  const conn = connection.conn;
+  if (!("handshake" in conn)) return true;
+  const timer = setTimeout(() => connection.close(), timeoutMs);
+  try {
+    await (conn as Deno.TlsConn).handshake();
+    return !connection.closed;
+  } catch (error) {
+    logger.debug("TLS handshake with {peer} failed: {error}", {
+      peer: formatAddr(connection.remoteAddr),
+      error: connection.closed ? `not done within ${timeoutMs} ms` : String(error),
+    });
+    connection.close();
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Listens on TCP with TLS (`Deno.listenTls`; the handshake happens later, in
+ * each connection's own task). A certificate or key that Deno refuses throws
+ * {@link TlsSetupError}; an address problem a `ListenError`.
+ */
+function listenTls(hostname: string, port: number, tls: TlsCertificate): Deno.Listener {
+  try {
+    return Deno.listenTls({ hostname, port, cert: tls.cert, key: tls.key });
+  } catch (error) {
+    const isDenoError = Object.values(Deno.errors).some((kind) => error instanceof kind);
+    const isAddressProblem = isDenoError
+      ? !(error instanceof Deno.errors.InvalidData)
+      // A name that does not resolve is a plain Error too; a refused certificate is the rest.
+      : error instanceof Error && /lookup address|not known/i.test(error.message);
+    if (isAddressProblem) throw listenError(error, formatHostPort(hostname, port));
+    throw new TlsSetupError(
+      `the TLS certificate or key was refused: ${error instanceof Error ? error.message : error}`,
+      { cause: error },
+    );
+  }
+}
 
 /** Default `--max-per-ip`: simultaneous connections from one address (as ergo). */
 export const DEFAULT_MAX_PER_IP = 16;
@@ -78,6 +151,8 @@ export interface ServeStreamOptions extends ConnectionOptions, ReadPolicy, Serve
   farewell?: (connection: Connection) => void;
   /** Called once after the listener and every connection are closed. */
   onClosed?: () => void;
+  /** Time a TLS client has to finish its handshake, ms (default 10 s). */
+  tlsHandshakeTimeoutMs?: number;
 }
 
 /** An open listener, whatever its kind: what the accept loop needs. */
@@ -87,7 +162,7 @@ interface OpenListener {
   close(): void;
 }
 
-/** The listen step: the one place that opens a server's socket (TLS adds a branch here). */
+/** The listen step: the one place that opens a server's socket, TCP, TLS or Unix. */
 function openListener(listen: ListenSpec): OpenListener {
   if ("listener" in listen) {
     return {
@@ -96,7 +171,9 @@ function openListener(listen: ListenSpec): OpenListener {
       close: () => listen.close(),
     };
   }
-  const listener = listenTcp(listen);
+  const listener = listen.tls
+    ? listenTls(listen.hostname ?? "127.0.0.1", listen.port ?? 0, listen.tls)
+    : listenTcp(listen);
   return {
     listener,
     addr: listener.addr,
@@ -184,7 +261,8 @@ class Admission {
 const DESCRIPTOR_PAUSE_MS = 100;
 
 /**
- * Listens on TCP or a Unix socket and runs `handler` for every connection.
+ * Listens on TCP (optionally TLS) or a Unix socket and runs `handler` for every
+ * connection (a TLS connection once its handshake is done).
  *
  * Each connection's task is isolated: an error thrown by the handler is logged
  * and closes that connection only. When the handler returns, the connection
@@ -225,6 +303,7 @@ export function serveStream(
   const logger = options.logger ?? getLogger(["parley", "net"]);
   const admission = new Admission(options);
   const open = openListener(listen);
+  const handshakeMs = options.tlsHandshakeTimeoutMs ?? DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
   const live = new Set<Connection>();
   const tasks = new Set<Promise<void>>();
   const connectionOptions: ConnectionOptions = {
@@ -238,6 +317,7 @@ export function serveStream(
 
   const run = async (connection: Connection, key: string | undefined) => {
     try {
+      if (!(await completeHandshake(connection, handshakeMs, logger))) return;
       await handler(connection);
       await connection.end();
     } catch (error) {

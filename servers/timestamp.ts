@@ -23,7 +23,7 @@ import { encodeTimestampReply, TimestampChunkDecoder } from "../protocols/timest
 import { formatAddr, formatHostPort } from "../net/address.ts";
 import { receiveFrames } from "../net/framing.ts";
 import { listenError, listenUnix } from "../net/listen.ts";
-import { type Server, type ServerLimits, serveStream } from "../net/serve.ts";
+import { type Server, type ServerLimits, serveStream, type TlsCertificate } from "../net/serve.ts";
 import {
   choiceValue,
   type CommandSpec,
@@ -31,6 +31,8 @@ import {
   runCommand,
   SERVER_FLAGS,
   serverBasics,
+  TLS_SERVER_FLAGS,
+  UsageError,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
 
@@ -46,6 +48,8 @@ export interface TimestampOptions extends ServerLimits {
   path?: string;
   /** The clock (tests inject a fixed one). */
   clock?: () => Date;
+  /** TCP only: speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
 }
 
 const logger = getLogger(["parley", "timestamp"]);
@@ -77,9 +81,11 @@ export async function serveTimestamp(options: TimestampOptions = {}): Promise<Se
   const transport = options.transport ?? "tcp";
   if (transport === "udp") return serveTimestampUdp(options, clock);
   const server = serveStream(
-    transport === "unix"
-      ? await listenUnix(options.path ?? TIMESTAMP_SOCKET_PATH)
-      : { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? TIMESTAMP_PORT },
+    transport === "unix" ? await listenUnix(options.path ?? TIMESTAMP_SOCKET_PATH) : {
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port ?? TIMESTAMP_PORT,
+      tls: options.tls,
+    },
     async (connection) => {
       logger.debug("Connected from {peer}", { peer: formatAddr(connection.remoteAddr) });
       for await (const chunk of receiveFrames(connection, new TimestampChunkDecoder())) {
@@ -170,6 +176,7 @@ export const TIMESTAMP_COMMAND: CommandSpec = {
       description: "socket path (unix)",
       aliases: ["socket", "socket-path"],
     },
+    ...TLS_SERVER_FLAGS,
     // The timestamp protocol has no registration step.
     ...withoutRegisterTimeout(SERVER_FLAGS),
   },
@@ -183,6 +190,7 @@ export async function main(args: readonly string[]): Promise<void> {
     const transport = choiceValue(values.transport, "transport", TIMESTAMP_TRANSPORTS);
     const port = portValue(values.port);
     const basics = serverBasics(values);
+    if (basics.tls && transport !== "tcp") throw new UsageError("--tls-cert needs --transport tcp");
     await runServer(
       values,
       logger,
