@@ -122,7 +122,7 @@ export interface ReadPolicy {
  * await using server = serveStream({ port: 0 }, (connection) => {
  *   connection.send(new Uint8Array(250)); // one frame and a half
  * });
- * const conn = await Deno.connect(server.addr as Deno.NetAddr);
+ * const conn = await Deno.connect({ port: (server.addr as Deno.NetAddr).port });
  * const frames: string[] = [];
  * let failure: unknown;
  * try {

@@ -12,7 +12,7 @@ import { formatHostPort } from "./address.ts";
 /**
  * Listening failed. The message is one line naming the address
  * (`127.0.0.1:55555 is already in use`); `exitCode` is 1 for an address in use
- * or a refused permission, 2 for a bad value (a name that does not resolve, an
+ * (a refused permission stays Deno's own error, exit 1 too), 2 for a bad value (a name that does not resolve, an
  * address this machine does not have).
  *
  * @example
@@ -58,9 +58,6 @@ export function listenError(error: unknown, address: string): unknown {
       2,
       cause,
     );
-  }
-  if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
-    return new ListenError(`cannot listen on ${address}: ${firstLine(error)}`, 1, cause);
   }
   if (error instanceof Error && /lookup address|not known|resolve/i.test(error.message)) {
     return new ListenError(`cannot listen on ${address}: the name does not resolve`, 2, cause);
@@ -136,7 +133,7 @@ export interface UnixListener {
  * import { listenUnix } from "./listen.ts";
  * const dir = await Deno.makeTempDir();
  * const unix = await listenUnix(`${dir}/demo.sock`);
- * console.assert((await Deno.lstat(`${dir}/demo.sock`)).isSocket);
+ * console.assert((await Deno.lstat(`${dir}/demo.sock`)).isSocket === true);
  * unix.close();
  * await Deno.remove(dir, { recursive: true });
  * ```
