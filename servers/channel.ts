@@ -69,6 +69,12 @@ export interface ChannelServerOptions {
   clusterTimeoutMs?: number;
 }
 
+/** A running channel server; in a cluster it also tells which peers it hears. */
+export interface ChannelServer extends Server {
+  /** Ids of the cluster peers heard within the timeout (empty without `--nats`). */
+  clusterPeers(): string[];
+}
+
 interface Member {
   /** A peer instance's member (mirrored by the cluster) has {@link NO_CONNECTION}. */
   connection: Pick<Connection, "send">;
@@ -88,7 +94,7 @@ const logger = getLogger(["parley", "channel"]);
  * console.assert((server.addr as Deno.NetAddr).port > 0);
  * ```
  */
-export function serveChannel(options: ChannelServerOptions = {}): Server {
+export function serveChannel(options: ChannelServerOptions = {}): ChannelServer {
   /** Channels by name, in creation order; each is the set of its members. */
   const channels = new Map<string, Set<Member>>();
 
@@ -218,12 +224,13 @@ export function serveChannel(options: ChannelServerOptions = {}): Server {
     { logger, maxQueueBytes: options.maxQueueBytes },
   );
   logger.info("Listening on {addr}", { addr: formatAddr(server.addr) });
-  if (!cluster) return server;
+  const clusterPeers = () => cluster?.link.peers() ?? [];
+  if (!cluster) return { ...server, clusterPeers };
   const shutdown = async () => {
     await server.shutdown();
     await cluster.close();
   };
-  return { ...server, addr: server.addr, shutdown, [Symbol.asyncDispose]: shutdown };
+  return { ...server, shutdown, [Symbol.asyncDispose]: shutdown, clusterPeers };
 }
 
 /** The command-line interface of `servers/channel.ts`. */
