@@ -42,13 +42,14 @@ import {
 } from "../protocols/channel.ts";
 import type { Connection } from "../net/connection.ts";
 import { formatAddr } from "../net/address.ts";
-import { type Server, serveStream } from "../net/serve.ts";
+import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
 import {
   type CommandSpec,
   portValue,
   runCommand,
   SERVER_FLAGS,
   serverBasics,
+  TLS_SERVER_FLAGS,
   UsageError,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
@@ -63,6 +64,8 @@ export interface ChannelServerOptions {
   port?: number;
   /** Send-queue limit per connection (default 1 MiB). */
   maxQueueBytes?: number;
+  /** Speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
   /** NATS URLs: join the cluster of instances that share them (SPEC.md 8.2). */
   nats?: string[];
   /** A cluster peer silent this long has lost its members, ms (default 5 s). */
@@ -185,7 +188,11 @@ export function serveChannel(options: ChannelServerOptions = {}): ChannelServer 
   };
 
   const server = serveStream(
-    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? CHANNEL_PORT },
+    {
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port ?? CHANNEL_PORT,
+      tls: options.tls,
+    },
     async (connection) => {
       const decoder = new ChannelDecoder();
       let member: Member | undefined;
@@ -245,6 +252,7 @@ export const CHANNEL_COMMAND: CommandSpec = {
       value: "PORT",
       description: "port (also the first positional argument); 0 picks one",
     },
+    ...TLS_SERVER_FLAGS,
     ...CLUSTER_FLAGS,
     ...SERVER_FLAGS,
   },
