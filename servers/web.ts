@@ -52,17 +52,27 @@ import {
 } from "../protocols/im.ts";
 import { isFrameError } from "../protocols/errors.ts";
 import { Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
-import { connectWithTimeout } from "../net/dial.ts";
-import { formatAddr } from "../net/address.ts";
-import type { Server } from "../net/serve.ts";
+import { connectWithTimeout, DEFAULT_CONNECT_TIMEOUT_MS } from "../net/dial.ts";
+import { CidrSet, formatAddr, formatHostPort, peerKey } from "../net/address.ts";
+import {
+  DEFAULT_EXEMPT,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_MAX_PER_IP,
+  type Server,
+  SERVER_FULL,
+  type ServerLimits,
+  type TlsCertificate,
+  TOO_MANY_FROM_ADDRESS,
+} from "../net/serve.ts";
+import { DEFAULT_REGISTER_TIMEOUT_MS } from "../net/framing.ts";
 import {
   type CommandSpec,
   intValue,
   portValue,
   runCommand,
-  secondsValue,
   SERVER_FLAGS,
   serverBasics,
+  TLS_SERVER_FLAGS,
   UsageError,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
@@ -77,8 +87,8 @@ export const WEB_PORT = 8080;
 
 /** The texts the bridge itself sends to a page as `ERROR`. */
 export const WEB_TEXTS = {
-  tooManyFromAddress: "too many connections from your address",
-  tooManyConnections: "too many connections",
+  tooManyFromAddress: TOO_MANY_FROM_ADDRESS,
+  tooManyConnections: SERVER_FULL,
   binary: "binary messages are not supported; send IM lines as text",
   tooLarge: (bytes: number, limit: number): string =>
     `Cannot decode frame: message of ${bytes} bytes exceeds limit of ${limit} bytes`,
@@ -90,28 +100,25 @@ export const WEB_TEXTS = {
   shuttingDown: IM_TEXTS.shuttingDown,
 } as const;
 
-/** Options of {@link serveWeb}. */
-export interface WebServerOptions {
+/**
+ * Options of {@link serveWeb}. The shared limits apply per WebSocket:
+ * `maxPerIp`, `exempt` and `maxConnections` count sockets, `maxQueueBytes` is
+ * what may wait for one browser, `registerTimeoutMs` the time to register.
+ * (`frameTimeoutMs` has nothing to act on: Deno reads WebSocket frames itself.)
+ */
+export interface WebServerOptions extends ServerLimits {
   /** Address to listen on; default `127.0.0.1`. */
   hostname?: string;
   /** Port; default 8080, 0 picks a free one. */
   port?: number;
   /** The IM server every WebSocket is bridged to; default 127.0.0.1:6666. */
   im?: { hostname: string; port: number };
-  /** Bytes that may wait for one browser before it is dropped (default 1 MiB). */
-  maxQueueBytes?: number;
   /** Longest text message a browser may send, in bytes (default 64 KiB, the IM line limit). */
   maxMessageBytes?: number;
-  /** WebSockets allowed from one address at once (default 16). */
-  maxPerIp?: number;
-  /** Addresses not counted by `maxPerIp` (default loopback: `127.0.0.0/8`, `::1`). */
-  exempt?: readonly string[];
-  /** WebSockets allowed in total (default 10000). */
-  maxConnections?: number;
-  /** Time a socket has to register with the IM server, ms (default 10 s; 0: no limit). */
-  registerTimeoutMs?: number;
   /** Time to connect to the IM server, ms (default 5 s). */
   connectTimeoutMs?: number;
+  /** Serve HTTPS (and so `wss:`) with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
 }
 
 /** A running web server. */
@@ -178,63 +185,6 @@ export function sameOrigin(request: Request): boolean {
   if (origin === null) return true;
   const host = request.headers.get("host");
   return host !== null && (origin === `http://${host}` || origin === `https://${host}`);
-}
-
-/** One address range of `--exempt`. */
-interface Cidr {
-  v6: boolean;
-  bits: bigint;
-  prefix: number;
-}
-
-function parseIp(text: string): { v6: boolean; bits: bigint } | undefined {
-  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
-  if (v4) {
-    const parts = v4.slice(1).map(Number);
-    if (parts.some((p) => p > 255)) return undefined;
-    return { v6: false, bits: parts.reduce((a, p) => (a << 8n) | BigInt(p), 0n) };
-  }
-  if (!text.includes(":")) return undefined;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(text);
-  if (mapped) return parseIp(mapped[1]);
-  const halves = text.split("::");
-  if (halves.length > 2) return undefined;
-  const groups = (s: string) => s === "" ? [] : s.split(":");
-  const head = groups(halves[0]);
-  const tail = halves.length === 2 ? groups(halves[1]) : [];
-  const fill = 8 - head.length - tail.length;
-  if (fill < 0 || (halves.length === 1 && fill !== 0)) return undefined;
-  const all = [...head, ...Array(fill).fill("0"), ...tail];
-  if (!all.every((g) => /^[0-9a-f]{1,4}$/i.test(g))) return undefined;
-  return { v6: true, bits: all.reduce((a, g) => (a << 16n) | BigInt(parseInt(g, 16)), 0n) };
-}
-
-/**
- * Parses `--exempt` ranges (`127.0.0.0/8`, `::1`, ...).
- *
- * @throws {UsageError} for a range that is not an address with an optional prefix length.
- */
-export function parseCidrs(list: readonly string[]): Cidr[] {
-  return list.filter((s) => s.trim() !== "").map((spec) => {
-    const [addr, prefixText] = spec.trim().split("/");
-    const ip = parseIp(addr);
-    const max = ip?.v6 ? 128 : 32;
-    const prefix = prefixText === undefined ? max : Number(prefixText);
-    if (!ip || !/^\d*$/.test(prefixText ?? "") || prefix > max) {
-      throw new UsageError(`--exempt: '${spec}' is not an address range like 127.0.0.0/8`);
-    }
-    return { ...ip, prefix };
-  });
-}
-
-function inRanges(address: string, ranges: readonly Cidr[]): boolean {
-  const ip = parseIp(address);
-  if (!ip) return false;
-  return ranges.some((r) => {
-    if (r.v6 !== ip.v6) return false;
-    const shift = BigInt((r.v6 ? 128 : 32) - r.prefix);
-    return (r.bits >> shift) === (ip.bits >> shift);
-  });
 }
 
 /** Everything one bridged WebSocket needs from the server around it. */
@@ -331,10 +281,10 @@ class Bridge {
       conn = await connectWithTimeout(hostname, port, this.#ctx.connectTimeoutMs);
     } catch (error) {
       logger.warn("Cannot reach the IM server at {addr}: {error}", {
-        addr: `${hostname}:${port}`,
+        addr: formatHostPort(hostname, port),
         error: String(error),
       });
-      this.close(1013, WEB_TEXTS.imUnreachable(`${hostname}:${port}`));
+      this.close(1013, WEB_TEXTS.imUnreachable(formatHostPort(hostname, port)));
       return;
     }
     if (this.#closed) {
@@ -413,30 +363,32 @@ class Bridge {
   }
 }
 
-/** Counts WebSockets per address and in total. */
+/** Counts WebSockets per address (outside `exempt`) and in total. */
 class Admission {
   #perIp = new Map<string, number>();
   #total = 0;
-  constructor(readonly maxPerIp: number, readonly maxTotal: number, readonly exempt: Cidr[]) {}
+  constructor(readonly maxPerIp: number, readonly maxTotal: number, readonly exempt: CidrSet) {}
 
   /** Takes a place for `address`, or returns the refusal text. */
   enter(address: string): string | undefined {
     if (this.#total >= this.maxTotal) return WEB_TEXTS.tooManyConnections;
-    const counted = !inRanges(address, this.exempt);
-    const n = this.#perIp.get(address) ?? 0;
+    const key = peerKey(address);
+    const counted = !this.exempt.has(address);
+    const n = this.#perIp.get(key) ?? 0;
     if (counted && n >= this.maxPerIp) return WEB_TEXTS.tooManyFromAddress;
     this.#total++;
-    if (counted) this.#perIp.set(address, n + 1);
+    if (counted) this.#perIp.set(key, n + 1);
     return undefined;
   }
 
   /** Gives back the place `enter` took. */
   leave(address: string): void {
     this.#total--;
-    const n = this.#perIp.get(address);
+    const key = peerKey(address);
+    const n = this.#perIp.get(key);
     if (n === undefined) return;
-    if (n <= 1) this.#perIp.delete(address);
-    else this.#perIp.set(address, n - 1);
+    if (n <= 1) this.#perIp.delete(key);
+    else this.#perIp.set(key, n - 1);
   }
 }
 
@@ -483,19 +435,20 @@ export function serveWeb(options: WebServerOptions = {}): WebServer {
     im: options.im ?? { hostname: "127.0.0.1", port: IM_PORT },
     maxQueueBytes: options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES,
     maxMessageBytes: options.maxMessageBytes ?? IM_MAX_LINE_BYTES,
-    registerTimeoutMs: options.registerTimeoutMs ?? 10_000,
-    connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
+    registerTimeoutMs: options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS,
+    connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
   };
   const admission = new Admission(
-    options.maxPerIp ?? 16,
-    options.maxConnections ?? 10_000,
-    parseCidrs(options.exempt ?? ["127.0.0.0/8", "::1"]),
+    options.maxPerIp ?? DEFAULT_MAX_PER_IP,
+    options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+    CidrSet.parse(options.exempt ?? DEFAULT_EXEMPT),
   );
   const bridges = new Set<Bridge>();
   let stopping = false;
   const http = Deno.serve({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port ?? WEB_PORT,
+    ...(options.tls ? { cert: options.tls.cert, key: options.tls.key } : {}),
     onListen: () => {},
   }, (request, info) => {
     if (new URL(request.url).pathname !== "/ws") return serveFile(request);
@@ -522,9 +475,10 @@ export function serveWeb(options: WebServerOptions = {}): WebServer {
       await http.shutdown();
       await Promise.all([...bridges].map((b) => b.done));
     })();
-  logger.info("Listening on {addr} (open http://{addr}/ in a browser; IM server {im})", {
+  logger.info("Listening on {addr} (open {url} in a browser; IM server {im})", {
     addr: formatAddr(http.addr),
-    im: `${ctx.im.hostname}:${ctx.im.port}`,
+    url: `${options.tls ? "https" : "http"}://${formatAddr(http.addr)}/`,
+    im: formatHostPort(ctx.im.hostname, ctx.im.port),
   });
   return {
     addr: http.addr,
@@ -567,30 +521,7 @@ export const WEB_COMMAND: CommandSpec = {
       value: "BYTES",
       description: "longest WebSocket message a browser may send",
     },
-    "max-per-ip": {
-      type: "string",
-      default: "16",
-      value: "N",
-      description: "WebSockets from one address at once",
-    },
-    exempt: {
-      type: "string",
-      default: "127.0.0.0/8,::1",
-      value: "CIDR[,CIDR...]",
-      description: "addresses --max-per-ip does not count ('' for none)",
-    },
-    "max-connections": {
-      type: "string",
-      default: "10000",
-      value: "N",
-      description: "WebSockets in total",
-    },
-    "register-timeout": {
-      type: "string",
-      default: "10",
-      value: "SECONDS",
-      description: "time a WebSocket has to register with the IM server (0: no limit)",
-    },
+    ...TLS_SERVER_FLAGS,
     ...SERVER_FLAGS,
   },
 };
@@ -603,10 +534,6 @@ export async function main(args: readonly string[]): Promise<void> {
       port: portValue(values.port),
       im: imAddress(values.im),
       maxMessageBytes: intValue(values["max-message"], "max-message", 16),
-      maxPerIp: intValue(values["max-per-ip"], "max-per-ip", 1),
-      exempt: String(values.exempt).split(","),
-      maxConnections: intValue(values["max-connections"], "max-connections", 1),
-      registerTimeoutMs: secondsValue(values["register-timeout"], "register-timeout"),
     };
     await runServer(values, logger, () => serveWeb(options));
   });
