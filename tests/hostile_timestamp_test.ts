@@ -12,7 +12,7 @@ const decoder = new TextDecoder();
 const UNIX_FLAGS = ["--allow-net", "--allow-read", "--allow-write"];
 
 /** Every server entry point with the arguments it needs besides host and port. */
-async function everyServer(dir: string): Promise<[string, string[], string[]][]> {
+function everyServer(dir: string): [string, string[], string[]][] {
   return [
     ["servers/timestamp.ts", [], ["--allow-net"]],
     ["servers/channel.ts", [], ["--allow-net"]],
@@ -27,7 +27,7 @@ Deno.test("every server: a port in use is one line '127.0.0.1:PORT is already in
   using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (busy.addr as Deno.NetAddr).port;
   try {
-    for (const [script, args, flags] of await everyServer(dir)) {
+    for (const [script, args, flags] of everyServer(dir)) {
       await using server = EntryProcess.start(script, [...args, "--port", String(port)], flags);
       const status = await server.exited();
       deepStrictEqual(
@@ -44,7 +44,7 @@ Deno.test("every server: a port in use is one line '127.0.0.1:PORT is already in
 Deno.test("every server: a --host that does not resolve, or is not this machine's, is one line, exit 2", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    for (const [script, args, flags] of await everyServer(dir)) {
+    for (const [script, args, flags] of everyServer(dir)) {
       for (const host of ["no-such-host.invalid", "192.0.2.1"]) {
         await using server = EntryProcess.start(
           script,
