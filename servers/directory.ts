@@ -228,9 +228,8 @@ async function runSession(connection: Connection, context: ShellContext): Promis
 }
 
 /**
- * Starts a directory server. It listens first and opens the database only
- * then, so a busy port leaves no file behind; if the database cannot be
- * opened, the listener is closed again before the error is thrown.
+ * Starts a directory server. If it cannot listen (a busy port, a bad host),
+ * the database it opened is closed again before the error is thrown.
  *
  * @example
  * ```ts
@@ -240,24 +239,25 @@ async function runSession(connection: Connection, context: ShellContext): Promis
  * ```
  */
 export function serveDirectory(options: DirectoryOptions = {}): DirectoryServer {
-  let context: ShellContext | undefined;
-  const server = serveStream(
-    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? DIRECTORY_PORT },
-    (connection) => runSession(connection, context!),
-    {
-      logger,
-      maxQueueBytes: options.maxQueueBytes,
-      farewell: (connection) =>
-        connection.send(encodeEurechat("ERR", [], DIRECTORY_TEXTS.shuttingDown)),
-      onClosed: () => context?.accounts.close(),
-    },
-  );
+  const context = directoryContext(options);
+  let server: Server;
   try {
-    context = directoryContext(options, portOf(server.addr));
+    server = serveStream(
+      { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? DIRECTORY_PORT },
+      (connection) => runSession(connection, context),
+      {
+        logger,
+        maxQueueBytes: options.maxQueueBytes,
+        farewell: (connection) =>
+          connection.send(encodeEurechat("ERR", [], DIRECTORY_TEXTS.shuttingDown)),
+        onClosed: () => context.accounts.close(),
+      },
+    );
   } catch (error) {
-    void server.shutdown(); // closes the listener at once
+    context.accounts.close();
     throw error;
   }
+  context.core.ownPorts.add(portOf(server.addr));
   const liveness = startLiveness(context.core.bindings, options);
   const shutdown = async () => {
     liveness.stop();
@@ -265,7 +265,6 @@ export function serveDirectory(options: DirectoryOptions = {}): DirectoryServer 
     await liveness.sweeping();
   };
   logger.info("Listening on {addr}", { addr: formatAddr(server.addr) });
-  const accounts = context.accounts;
   return {
     addr: server.addr,
     finished: server.finished,
@@ -274,7 +273,7 @@ export function serveDirectory(options: DirectoryOptions = {}): DirectoryServer 
     bindings: context.core.bindings,
     checkLiveness: liveness.check,
     get hashesStarted() {
-      return accounts.queue.started;
+      return context.accounts.queue.started;
     },
   };
 }
@@ -284,7 +283,7 @@ function portOf(addr: Deno.Addr): number {
 }
 
 /** Opens the account store and makes the shared session state. */
-function directoryContext(options: DirectoryOptions, ownPort: number): ShellContext {
+function directoryContext(options: DirectoryOptions): ShellContext {
   const accounts = new AccountStore(options.db ?? DIRECTORY_DB, {
     cost: options.hashCost ?? DEFAULT_HASH_COST,
     queue: new HashQueue({
@@ -304,7 +303,6 @@ function directoryContext(options: DirectoryOptions, ownPort: number): ShellCont
     isExempt: options.isExempt ?? isLoopbackAddress,
     maxBound: options.maxBound ?? 10_000,
     allowAnyBind: options.allowAnyBind ?? false,
-    ownPorts: [ownPort],
   });
   return { core, accounts, options };
 }

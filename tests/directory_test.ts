@@ -1,4 +1,4 @@
-import { deepStrictEqual, match, ok } from "node:assert/strict";
+import { deepStrictEqual, match, ok, throws } from "node:assert/strict";
 import {
   encodeEurechat,
   EurechatDecoder,
@@ -488,4 +488,34 @@ Deno.test("DirectoryClient.request() gives each of several requests made at once
   deepStrictEqual(all.map((p) => p.name), ["ann"]);
   deepStrictEqual(left, "left");
   deepStrictEqual(await client.query(), []);
+});
+
+/** File descriptors of this process open on `path` (Linux), or undefined where /proc is missing. */
+function openDescriptors(path: string): number | undefined {
+  try {
+    return [...Deno.readDirSync("/proc/self/fd")].filter((fd) => {
+      try {
+        return Deno.readLinkSync(`/proc/self/fd/${fd.name}`) === path;
+      } catch {
+        return false;
+      }
+    }).length;
+  } catch {
+    return undefined;
+  }
+}
+
+Deno.test("serveDirectory() closes its database when it cannot listen", async () => {
+  const dir = await Deno.realPath(await Deno.makeTempDir());
+  try {
+    using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const db = `${dir}/accounts.db`;
+    throws(() => serveDirectory({ ...FAST, port: portOf(busy.addr), db }), Deno.errors.AddrInUse);
+    const left = openDescriptors(db);
+    ok(left === undefined || left === 0, `${left} descriptors still open on the database`);
+    await using directory = serveDirectory({ ...FAST, db }); // the file is usable again
+    ok(openDescriptors(db) !== 0, "the check sees an open database");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
