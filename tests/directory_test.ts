@@ -289,7 +289,7 @@ Deno.test("LoginThrottle counts attempts in flight, so parallel guesses cannot s
 });
 
 Deno.test("LoginThrottle counts per address and per (address, name), never per name alone", () => {
-  let now = 0;
+  const now = 0;
   const t = new LoginThrottle({
     maxFailures: 2,
     maxAddressFailures: 4,
@@ -513,7 +513,7 @@ Deno.test("serveDirectory() closes its database when it cannot listen", async ()
     throws(() => serveDirectory({ ...FAST, port: portOf(busy.addr), db }), Deno.errors.AddrInUse);
     const left = openDescriptors(db);
     ok(left === undefined || left === 0, `${left} descriptors still open on the database`);
-    await using directory = serveDirectory({ ...FAST, db }); // the file is usable again
+    await using _directory = serveDirectory({ ...FAST, db }); // the file is usable again
     ok(openDescriptors(db) !== 0, "the check sees an open database");
   } finally {
     await Deno.remove(dir, { recursive: true });
