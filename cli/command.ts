@@ -7,6 +7,8 @@
 
 import { parseArgs } from "node:util";
 import { DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
+import { type TlsCertificate, TlsSetupError } from "../net/serve.ts";
+import { type TlsDialOptions, TlsHandshakeError } from "../net/dial.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 
 /** Parley's version (from `deno.json`). */
@@ -86,6 +88,78 @@ export const SERVER_FLAGS: Record<string, FlagSpec> = {
   help: { type: "boolean", description: "show this help and exit" },
   version: { type: "boolean", description: "show the version and exit" },
 };
+
+/**
+ * The TLS flags of every TCP server (SPEC 8.1): with both, the port speaks TLS
+ * only. Reading the two files is the only permission they need
+ * (`--allow-read=cert.pem,key.pem`).
+ */
+export const TLS_SERVER_FLAGS: Record<string, FlagSpec> = {
+  "tls-cert": {
+    type: "string",
+    value: "FILE",
+    description: "speak TLS only, with this PEM certificate chain (needs --allow-read of it)",
+  },
+  "tls-key": {
+    type: "string",
+    value: "FILE",
+    description: "the PEM private key of --tls-cert (needs --allow-read of it)",
+  },
+};
+
+/**
+ * The TLS flags of every client and outgoing link (SPEC 8.1): `--tls` dials
+ * with TLS and checks the server's certificate against the system roots and
+ * `--ca` (which implies `--tls`).
+ */
+export const TLS_CLIENT_FLAGS: Record<string, FlagSpec> = {
+  tls: { type: "boolean", description: "connect with TLS (plain TCP otherwise)" },
+  ca: {
+    type: "string",
+    value: "FILE",
+    description: "also trust this PEM CA certificate (a private CA; implies --tls)",
+  },
+};
+
+function readPem(path: string, flag: string, marker: RegExp): string {
+  const text = Deno.readTextFileSync(path);
+  if (!marker.test(text)) throw new UsageError(`--${flag} ${path} is not a PEM file`);
+  return text;
+}
+
+/**
+ * Reads `--tls-cert` and `--tls-key` ({@link TLS_SERVER_FLAGS}): undefined when
+ * neither is given; one without the other is a usage error. A file that cannot
+ * be read fails like any start-up error (one line, exit 1).
+ */
+export function tlsServerFiles(values: ParsedCli["values"]): TlsCertificate | undefined {
+  const certPath = values["tls-cert"], keyPath = values["tls-key"];
+  if (certPath === undefined && keyPath === undefined) return undefined;
+  if (certPath === undefined || keyPath === undefined) {
+    throw new UsageError("--tls-cert and --tls-key go together");
+  }
+  return {
+    cert: readPem(String(certPath), "tls-cert", /-----BEGIN CERTIFICATE-----/),
+    key: readPem(String(keyPath), "tls-key", /-----BEGIN [A-Z ]*PRIVATE KEY-----/),
+  };
+}
+
+/**
+ * Reads `--tls` and `--ca` ({@link TLS_CLIENT_FLAGS}): undefined for plain TCP,
+ * otherwise how to check the server (the CA file read now).
+ */
+export function tlsClientOptions(values: ParsedCli["values"]): TlsDialOptions | undefined {
+  if (values.ca === undefined) return values.tls ? {} : undefined;
+  return { caCerts: [readPem(String(values.ca), "ca", /-----BEGIN CERTIFICATE-----/)] };
+}
+
+/**
+ * What a client adds to its "Unable to connect" line: `: <reason>` for a TLS
+ * failure (wrong CA, not a TLS server), nothing otherwise.
+ */
+export function tlsFailure(error: unknown): string {
+  return error instanceof TlsHandshakeError ? `: ${error.message}` : "";
+}
 
 /** Renders the `--help` text of a command. */
 export function helpText(spec: CommandSpec): string {
@@ -183,7 +257,8 @@ function isStartupFailure(error: unknown): error is Error {
   return error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied ||
     error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.AddrNotAvailable ||
     error instanceof Deno.errors.NotFound || error instanceof Deno.errors.ConnectionRefused ||
-    error instanceof Deno.errors.TimedOut;
+    error instanceof Deno.errors.TimedOut || error instanceof TlsSetupError ||
+    error instanceof TlsHandshakeError;
 }
 
 function usageExit(spec: CommandSpec, error: unknown): never {
@@ -232,12 +307,16 @@ export function choiceValue<T extends string>(
   return text as T;
 }
 
-/** Reads the shared server flags: host and send-queue limit. */
+/**
+ * Reads the shared server flags: host, send-queue limit, and the TLS files
+ * (when the command has {@link TLS_SERVER_FLAGS} and they are given).
+ */
 export function serverBasics(
   values: ParsedCli["values"],
-): { hostname: string; maxQueueBytes: number } {
+): { hostname: string; maxQueueBytes: number; tls?: TlsCertificate } {
   return {
     hostname: String(values.host ?? "127.0.0.1"),
     maxQueueBytes: intValue(values["max-queue"] ?? DEFAULT_MAX_QUEUE_BYTES, "max-queue", 1),
+    tls: tlsServerFiles(values),
   };
 }

@@ -21,6 +21,7 @@
 
 import { FrameError, FrameTooLargeError } from "./errors.ts";
 import { ByteQueue, type FrameDecoder } from "./frames.ts";
+import { isSafeName, utf8Length } from "./names.ts";
 
 /** Default limit of a header line, in bytes (without the LF). */
 export const EURECHAT_MAX_HEADER_BYTES = 1024;
@@ -229,26 +230,10 @@ export const DIRECTORY_ADDR_MAX_BYTES = 64;
 export const DIRECTORY_MAX_RESULT_BYTES = 1024 * 1024;
 
 /**
- * True for a code point that must not appear in a name (SPEC.md 6.3): C0
- * (U+0000-001F), DEL, C1 (U+0080-009F) and the bidi controls U+202A-202E and
- * U+2066-2069.
- *
- * @example
- * ```ts
- * import { isControlCodePoint } from "./eurechat.ts";
- * console.assert(isControlCodePoint(0x1b) && isControlCodePoint(0x202e) && !isControlCodePoint(0x41));
- * ```
- */
-export function isControlCodePoint(cp: number): boolean {
-  return cp <= 0x1f || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) ||
-    (cp >= 0x2066 && cp <= 0x2069);
-}
-
-/**
  * Why `name` cannot be a directory user name, or `undefined` if it can
- * (SPEC.md 6.3): it must be 1 to 32 UTF-8 bytes with no control character,
- * no whitespace and no `,` (the field separator of a RESULT line). A string
- * holding a lone surrogate is not valid UTF-8 and is refused too.
+ * (SPEC.md 6.3): a {@link isSafeName safe name} (valid UTF-8, no C0, DEL, C1
+ * or bidi controls) of 1 to 32 UTF-8 bytes with no whitespace and no `,` (the
+ * field separator of a RESULT line).
  *
  * @example
  * ```ts
@@ -260,12 +245,9 @@ export function isControlCodePoint(cp: number): boolean {
  */
 export function directoryNameProblem(name: string): string | undefined {
   if (name === "") return "the name is empty";
-  if (!name.isWellFormed()) return "the name is not valid UTF-8";
-  if (encoder.encode(name).length > DIRECTORY_NAME_MAX_BYTES) {
+  if (!isSafeName(name)) return "the name is not valid UTF-8 or holds a control character";
+  if (utf8Length(name) > DIRECTORY_NAME_MAX_BYTES) {
     return `the name is longer than ${DIRECTORY_NAME_MAX_BYTES} bytes`;
-  }
-  for (const char of name) {
-    if (isControlCodePoint(char.codePointAt(0)!)) return "the name holds a control character";
   }
   if (/[\s,]/u.test(name)) return "the name holds whitespace or a comma";
   return undefined;

@@ -18,10 +18,10 @@ import { encodeEurechat, EurechatDecoder } from "../protocols/eurechat.ts";
 import { isFrameError } from "../protocols/errors.ts";
 import { readFrames } from "../protocols/frames.ts";
 import type { Connection } from "../net/connection.ts";
-import { connectWithTimeout } from "../net/dial.ts";
+import { connectWithTimeout, type TlsDialOptions } from "../net/dial.ts";
 import { formatAddr } from "../net/address.ts";
 import { IdleTimer } from "../net/timers.ts";
-import { type Server, serveStream } from "../net/serve.ts";
+import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
 import { writeAll } from "../net/bytes.ts";
 import {
   AccountStore,
@@ -43,6 +43,9 @@ import {
   secondsValue,
   SERVER_FLAGS,
   serverBasics,
+  TLS_CLIENT_FLAGS,
+  TLS_SERVER_FLAGS,
+  tlsClientOptions,
   UsageError,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
@@ -100,6 +103,10 @@ export interface DirectoryOptions {
   maxPayloadBytes?: number;
   /** Send-queue limit per connection. */
   maxQueueBytes?: number;
+  /** Speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
+  /** Dial bound peers (liveness PING, BIND port test) with TLS (`--tls`, `--ca`). */
+  peerTls?: TlsDialOptions;
 }
 
 /** A running directory: a {@link Server} plus its bindings and the liveness sweep. */
@@ -142,9 +149,14 @@ async function loginOutcome(
   }
 }
 
-async function portAnswers(addr: string, port: number, timeoutMs: number): Promise<boolean> {
+async function portAnswers(
+  addr: string,
+  port: number,
+  timeoutMs: number,
+  tls?: TlsDialOptions,
+): Promise<boolean> {
   try {
-    (await connectWithTimeout(addr, port, timeoutMs)).close();
+    (await connectWithTimeout(addr, port, timeoutMs, tls)).close();
     return true;
   } catch (error) {
     logger.info("BIND port test of {addr}:{port} failed: {error}", {
@@ -185,7 +197,12 @@ async function runSession(connection: Connection, context: ShellContext): Promis
           .then((outcome) => session.loginDone(outcome));
         break;
       case "probe":
-        pending = portAnswers(action.addr, action.port, options.bindTimeoutMs ?? 2000)
+        pending = portAnswers(
+          action.addr,
+          action.port,
+          options.bindTimeoutMs ?? 2000,
+          options.peerTls,
+        )
           .then((ok) => session.probeDone(ok));
         break;
     }
@@ -243,7 +260,11 @@ export function serveDirectory(options: DirectoryOptions = {}): DirectoryServer 
   let server: Server;
   try {
     server = serveStream(
-      { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? DIRECTORY_PORT },
+      {
+        hostname: options.hostname ?? "127.0.0.1",
+        port: options.port ?? DIRECTORY_PORT,
+        tls: options.tls,
+      },
       (connection) => runSession(connection, context),
       {
         logger,
@@ -318,7 +339,7 @@ function startLiveness(bindings: Map<string, Binding>, options: DirectoryOptions
     const worker = async () => {
       while (next < snapshot.length) {
         const [name, binding] = snapshot[next++];
-        const alive = await pingPeer(binding.addr, binding.port, timeoutMs);
+        const alive = await pingPeer(binding.addr, binding.port, timeoutMs, options.peerTls);
         if (!alive.ok && bindings.get(name) === binding) {
           bindings.delete(name);
           removed.push(name);
@@ -371,13 +392,14 @@ export async function pingPeer(
   addr: string,
   port: number,
   timeoutMs: number,
+  tls?: TlsDialOptions,
 ): Promise<{ ok: true } | { ok: false; reason: string }> {
   const deadline = performance.now() + timeoutMs;
-  let conn: Deno.TcpConn | undefined;
+  let conn: Deno.Conn | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let timedOut = false;
   try {
-    conn = await connectWithTimeout(addr, port, timeoutMs);
+    conn = await connectWithTimeout(addr, port, timeoutMs, tls);
     const open = conn;
     // One deadline for the whole check: closing the socket ends a pending write or read.
     timer = setTimeout(() => {
@@ -529,6 +551,12 @@ export const DIRECTORY_COMMAND: CommandSpec = {
       value: "BYTES",
       description: "largest payload",
     },
+    ...TLS_SERVER_FLAGS,
+    tls: {
+      ...TLS_CLIENT_FLAGS.tls,
+      description: "PING bound peers (and test BIND ports) with TLS: for peers with --tls-cert",
+    },
+    ca: TLS_CLIENT_FLAGS.ca,
     ...SERVER_FLAGS,
   },
   epilog:
@@ -601,6 +629,7 @@ export async function main(args: readonly string[]): Promise<void> {
       livenessConcurrency: intValue(values["liveness-concurrency"], "liveness-concurrency", 1),
       maxHeaderBytes: intValue(values["max-header"], "max-header", 16),
       maxPayloadBytes: intValue(values["max-payload"], "max-payload", 0),
+      peerTls: tlsClientOptions(values),
     };
     const dbGiven = args.some((a) => a === "--db" || a.startsWith("--db="));
     await runServer(values, logger, () => {

@@ -21,7 +21,7 @@ import {
 import { getLogger } from "@logtape/logtape";
 import { encodeTimestampReply } from "../protocols/timestamp.ts";
 import { formatAddr } from "../net/address.ts";
-import { type Server, serveStream } from "../net/serve.ts";
+import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
 import {
   choiceValue,
   type CommandSpec,
@@ -29,6 +29,8 @@ import {
   runCommand,
   SERVER_FLAGS,
   serverBasics,
+  TLS_SERVER_FLAGS,
+  UsageError,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
 
@@ -46,6 +48,8 @@ export interface TimestampOptions {
   maxQueueBytes?: number;
   /** The clock (tests inject a fixed one). */
   clock?: () => Date;
+  /** TCP only: speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
 }
 
 const logger = getLogger(["parley", "timestamp"]);
@@ -75,9 +79,11 @@ export function serveTimestamp(options: TimestampOptions = {}): Server {
     removeStaleSocket(path);
   }
   const server = serveStream(
-    path !== undefined
-      ? { transport: "unix", path }
-      : { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? TIMESTAMP_PORT },
+    path !== undefined ? { transport: "unix", path } : {
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port ?? TIMESTAMP_PORT,
+      tls: options.tls,
+    },
     async (connection) => {
       logger.debug("Connected from {peer}", { peer: formatAddr(connection.remoteAddr) });
       for await (const chunk of connection.chunks()) {
@@ -166,6 +172,7 @@ export const TIMESTAMP_COMMAND: CommandSpec = {
       description: "socket path (unix)",
       aliases: ["socket", "socket-path"],
     },
+    ...TLS_SERVER_FLAGS,
     ...SERVER_FLAGS,
   },
   epilog:
@@ -178,6 +185,7 @@ export async function main(args: readonly string[]): Promise<void> {
     const transport = choiceValue(values.transport, "transport", TIMESTAMP_TRANSPORTS);
     const port = portValue(values.port);
     const basics = serverBasics(values);
+    if (basics.tls && transport !== "tcp") throw new UsageError("--tls-cert needs --transport tcp");
     await runServer(values, logger, () =>
       serveTimestamp({
         transport,
@@ -185,6 +193,7 @@ export async function main(args: readonly string[]): Promise<void> {
         port,
         path: String(values.path),
         maxQueueBytes: basics.maxQueueBytes,
+        tls: basics.tls,
       }));
   });
 }
