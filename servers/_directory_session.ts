@@ -1,9 +1,11 @@
 /**
  * The directory's session logic as a pure state machine (SPEC.md 1.2 and
- * 6.2-6.5): messages and events in, actions out. No sockets, timers or
+ * 6.3-6.5): messages and events in, actions out. No sockets, timers or
  * hashing here; `servers/directory.ts` is the I/O shell that performs the
  * actions (send a reply, close, hash a password, test a port) and feeds their
- * results back.
+ * results back. Framing errors and the time limits of SPEC.md 6.2 (frame,
+ * register and idle timeouts) belong to the one read path (`net/framing.ts`),
+ * which the shell configures with the directory's texts.
  *
  * ```
  *  user --USER/LOGIN name--> pass --PASS pw--> authenticating --ok--> ready <--> binding
@@ -43,6 +45,8 @@ export type SessionAction =
   | { kind: "reply"; type: "ACK" | "ERR" | "RESULT"; text: string }
   /** Flush what was sent and close the connection. */
   | { kind: "close" }
+  /** USER and PASS succeeded: the `--register-timeout` no longer applies. */
+  | { kind: "registered" }
   /** Check (or, with `create`, create) an account; answer with {@link DirectorySession.loginDone}. */
   | { kind: "login"; name: string; password: string; create: boolean }
   /** Test that addr:port accepts a connection; answer with {@link DirectorySession.probeDone}. */
@@ -227,6 +231,7 @@ export class DirectorySession {
         logger.info("{user} logged in from {peer}", log);
         this.#core.claim(this.#name, this);
         this.#reply("ACK", DIRECTORY_TEXTS.authenticated);
+        this.#deliver({ kind: "registered" });
         this.#state = "ready";
         return this.#drain();
       case "failed":
@@ -256,25 +261,6 @@ export class DirectorySession {
     this.#reply("ACK", DIRECTORY_TEXTS.bound(wanted.addr, wanted.port));
     this.#state = "ready";
     this.#drain();
-  }
-
-  /** A timer of the shell fired: `idle` (no message in `--idle-timeout`) or `register`. */
-  timeout(kind: "idle" | "register"): void {
-    if (this.closed) return;
-    if (kind === "idle") {
-      logger.info("Closing idle session {peer}", { peer: this.#peer.label });
-      return this.#fail(DIRECTORY_TEXTS.idle);
-    }
-    if (this.authenticated) return;
-    logger.info("Closing session {peer}: no login in time", { peer: this.#peer.label });
-    this.#fail(DIRECTORY_TEXTS.registerTimeout);
-  }
-
-  /** The peer's bytes cannot be framed (SPEC.md 1.1): the reason is sent with ERR. */
-  frameError(reason: string): void {
-    if (this.closed) return;
-    logger.info("Protocol error from {peer}: {error}", { peer: this.#peer.label, error: reason });
-    this.#fail(reason);
   }
 
   /** Something inside the server failed: `ERR` "unexpected error" and close. */

@@ -15,14 +15,18 @@ import { readPassword } from "../cli/terminal.ts";
 import { DIRECTORY_PORT, DIRECTORY_TEXTS, directoryNameProblem } from "../protocols/eurechat.ts";
 import { getLogger } from "@logtape/logtape";
 import { encodeEurechat, EurechatDecoder } from "../protocols/eurechat.ts";
-import { isFrameError } from "../protocols/errors.ts";
-import { readFrames } from "../protocols/frames.ts";
-import type { Connection } from "../net/connection.ts";
+import { Connection } from "../net/connection.ts";
 import { connectWithTimeout, type TlsDialOptions } from "../net/dial.ts";
-import { formatAddr } from "../net/address.ts";
-import { IdleTimer } from "../net/timers.ts";
-import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
-import { writeAll } from "../net/bytes.ts";
+import { CidrSet, formatAddr, peerKey } from "../net/address.ts";
+import { receiveFrames } from "../net/framing.ts";
+import {
+  DEFAULT_EXEMPT,
+  type Server,
+  type ServerLimits,
+  serveStream,
+  type TlsCertificate,
+} from "../net/serve.ts";
+import { DEFAULT_REGISTER_TIMEOUT_MS } from "../net/framing.ts";
 import {
   AccountStore,
   DEFAULT_HASH_CONCURRENCY,
@@ -38,9 +42,9 @@ import {
   choiceValue,
   type CommandSpec,
   intValue,
+  millisecondsFromSeconds,
   portValue,
   runCommand,
-  secondsValue,
   SERVER_FLAGS,
   serverBasics,
   TLS_CLIENT_FLAGS,
@@ -55,8 +59,13 @@ export const DIRECTORY_DB = "./parley-directory.db";
 
 export type { Binding } from "./_directory_session.ts";
 
-/** Options of {@link serveDirectory}. */
-export interface DirectoryOptions {
+/**
+ * Options of {@link serveDirectory}. The shared limits ({@link ServerLimits}:
+ * `--max-per-ip`, `--exempt`, `--frame-timeout`, `--register-timeout`, ...)
+ * apply as in every server; `exempt` also spares those addresses the
+ * sign-up limit.
+ */
+export interface DirectoryOptions extends ServerLimits {
   /** Address to listen on; default `127.0.0.1`. */
   hostname?: string;
   /** Port; default 8888, 0 picks a free one. */
@@ -79,14 +88,10 @@ export interface DirectoryOptions {
   loginLockoutMs?: number;
   /** New accounts per address per minute with open sign-up (default 3). */
   signupsPerMinute?: number;
-  /** Addresses the sign-up limit does not count (default: loopback, 127.0.0.0/8 and ::1). */
-  isExempt?: (address: string) => boolean;
   /** Most users bound at once (default 10000). */
   maxBound?: number;
   /** Idle session timeout, ms (default 30 s; 0 disables). */
   idleTimeoutMs?: number;
-  /** Time allowed from connecting to a successful PASS, ms (default 10 s; 0 disables). */
-  registerTimeoutMs?: number;
   /** Time allowed for the BIND port test, ms (default 2 s). */
   bindTimeoutMs?: number;
   /** Let peers bind any address, not only the one they connect from (default false). */
@@ -101,8 +106,6 @@ export interface DirectoryOptions {
   maxHeaderBytes?: number;
   /** Limits of the frame decoder. */
   maxPayloadBytes?: number;
-  /** Send-queue limit per connection. */
-  maxQueueBytes?: number;
   /** Speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
   tls?: TlsCertificate;
   /** Dial bound peers (liveness PING, BIND port test) with TLS (`--tls`, `--ca`). */
@@ -124,13 +127,7 @@ const logger = getLogger(["parley", "directory"]);
 /** Messages a session may hold while it waits for a hash or a port test before reading pauses. */
 const MAX_BACKLOG = 16;
 
-function plainAddress(address: string): string {
-  return address.startsWith("::ffff:") ? address.slice(7) : address;
-}
-
-function isLoopbackAddress(address: string): boolean {
-  return /^127\.\d+\.\d+\.\d+$/.test(address) || address === "::1";
-}
+const err = (text: string) => encodeEurechat("ERR", [], text);
 
 async function loginOutcome(
   accounts: AccountStore,
@@ -175,14 +172,14 @@ interface ShellContext {
   options: DirectoryOptions;
 }
 
-/** The I/O shell of one session: reads messages into it, performs what it asks, runs its timers. */
+/** The I/O shell of one session: reads messages into it and performs what it asks. */
 async function runSession(connection: Connection, context: ShellContext): Promise<void> {
   const { options } = context;
   const hangUp = new AbortController();
   let pending: Promise<void> = Promise.resolve();
   const remote = connection.remoteAddr;
   const session = context.core.open({
-    address: "hostname" in remote ? plainAddress(remote.hostname) : "",
+    address: "hostname" in remote ? peerKey(remote.hostname) : "",
     label: formatAddr(remote),
   }, (action) => {
     switch (action.kind) {
@@ -191,6 +188,9 @@ async function runSession(connection: Connection, context: ShellContext): Promis
         break;
       case "close":
         void connection.end();
+        break;
+      case "registered":
+        connection.registered();
         break;
       case "login":
         pending = loginOutcome(context.accounts, action, hangUp.signal)
@@ -207,40 +207,28 @@ async function runSession(connection: Connection, context: ShellContext): Promis
         break;
     }
   });
-  const idle = new IdleTimer(options.idleTimeoutMs ?? 30_000, () => session.timeout("idle"));
-  const registerMs = options.registerTimeoutMs ?? 10_000;
-  const register = registerMs > 0
-    ? setTimeout(() => session.timeout("register"), registerMs)
-    : undefined;
   const decoder = new EurechatDecoder({
     maxHeaderBytes: options.maxHeaderBytes,
     maxPayloadBytes: options.maxPayloadBytes,
   });
   try {
-    for await (const chunk of connection.chunks()) {
-      for (const message of decoder.decode(chunk)) {
-        idle.reset(); // complete messages only, never single bytes (SPEC.md 6.2)
-        session.receive(message);
-      }
+    // Framing errors, --frame-timeout, --register-timeout and --idle-timeout are the read path's.
+    for await (const message of receiveFrames(connection, decoder)) {
+      session.receive(message);
       if (session.closed) break;
       while (session.backlog >= MAX_BACKLOG && session.busy) await pending;
     }
   } catch (error) {
-    if (isFrameError(error)) session.frameError(error.message);
-    else {
-      logger.error("Session {peer} failed: {error}", {
-        peer: formatAddr(remote),
-        error: String(error),
-      });
-      session.failure();
-    }
+    logger.error("Session {peer} failed: {error}", {
+      peer: formatAddr(remote),
+      error: String(error),
+    });
+    session.failure();
   } finally {
     // The peer is gone or the session is over: a hash still waiting in the queue is never computed.
     hangUp.abort();
     for (let last; last !== pending;) await (last = pending);
     session.end();
-    idle.clear();
-    clearTimeout(register);
   }
 }
 
@@ -267,10 +255,15 @@ export function serveDirectory(options: DirectoryOptions = {}): DirectoryServer 
       },
       (connection) => runSession(connection, context),
       {
+        ...options,
         logger,
-        maxQueueBytes: options.maxQueueBytes,
-        farewell: (connection) =>
-          connection.send(encodeEurechat("ERR", [], DIRECTORY_TEXTS.shuttingDown)),
+        registerTimeoutMs: options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS,
+        idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
+        refuse: (text) => err(text),
+        onFrameError: (error) => err(error.message),
+        onRegisterTimeout: () => err(DIRECTORY_TEXTS.registerTimeout),
+        onIdle: () => err(DIRECTORY_TEXTS.idle),
+        farewell: (connection) => connection.send(err(DIRECTORY_TEXTS.shuttingDown)),
         onClosed: () => context.accounts.close(),
       },
     );
@@ -305,6 +298,7 @@ function portOf(addr: Deno.Addr): number {
 
 /** Opens the account store and makes the shared session state. */
 function directoryContext(options: DirectoryOptions): ShellContext {
+  const exempt = CidrSet.parse(options.exempt ?? DEFAULT_EXEMPT);
   const accounts = new AccountStore(options.db ?? DIRECTORY_DB, {
     cost: options.hashCost ?? DEFAULT_HASH_COST,
     queue: new HashQueue({
@@ -321,7 +315,7 @@ function directoryContext(options: DirectoryOptions): ShellContext {
     signups: new RateLimiter({ max: options.signupsPerMinute ?? 3, windowMs: 60_000 }),
     accountExists: (name) => accounts.has(name),
     signup: options.signup ?? "open",
-    isExempt: options.isExempt ?? isLoopbackAddress,
+    isExempt: (address) => exempt.has(address),
     maxBound: options.maxBound ?? 10_000,
     allowAnyBind: options.allowAnyBind ?? false,
   });
@@ -395,33 +389,28 @@ export async function pingPeer(
   tls?: TlsDialOptions,
 ): Promise<{ ok: true } | { ok: false; reason: string }> {
   const deadline = performance.now() + timeoutMs;
-  let conn: Deno.Conn | undefined;
+  let connection: Connection | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let timedOut = false;
   try {
-    conn = await connectWithTimeout(addr, port, timeoutMs, tls);
-    const open = conn;
+    const open = connection = new Connection(await connectWithTimeout(addr, port, timeoutMs, tls), {
+      logger,
+    });
     // One deadline for the whole check: closing the socket ends a pending write or read.
     timer = setTimeout(() => {
       timedOut = true;
-      try {
-        open.close();
-      } catch { /* closed */ }
+      open.close();
     }, Math.max(1, deadline - performance.now()));
-    await writeAll(open, encodeEurechat("PING"));
-    for await (const reply of readFrames(open.readable, new EurechatDecoder())) {
+    open.send(encodeEurechat("PING"));
+    for await (const reply of receiveFrames(open, new EurechatDecoder())) {
       return reply.type === "PONG" ? { ok: true } : { ok: false, reason: `answered ${reply.type}` };
     }
-    return { ok: false, reason: "closed without PONG" };
+    return { ok: false, reason: timedOut ? "no PONG in time" : "closed without PONG" };
   } catch (error) {
     return { ok: false, reason: timedOut ? "no PONG in time" : String(error) };
   } finally {
     clearTimeout(timer);
-    if (!timedOut) {
-      try {
-        conn?.close();
-      } catch { /* closed */ }
-    }
+    connection?.close();
   }
 }
 
@@ -498,12 +487,6 @@ export const DIRECTORY_COMMAND: CommandSpec = {
       default: "10000",
       value: "N",
       description: "most users bound at once",
-    },
-    "register-timeout": {
-      type: "string",
-      default: "10",
-      value: "SECONDS",
-      description: "time from connecting to a successful PASS (0: no limit)",
     },
     "idle-timeout": {
       type: "string",
@@ -619,13 +602,12 @@ export async function main(args: readonly string[]): Promise<void> {
       maxAddressFailures: intValue(values["max-address-failures"], "max-address-failures", 1),
       signupsPerMinute: intValue(values["signups-per-minute"], "signups-per-minute", 0),
       maxBound: intValue(values["max-bound"], "max-bound", 0),
-      registerTimeoutMs: secondsValue(values["register-timeout"], "register-timeout"),
-      loginLockoutMs: secondsValue(values["login-lockout"], "login-lockout"),
-      idleTimeoutMs: secondsValue(values["idle-timeout"], "idle-timeout"),
-      bindTimeoutMs: secondsValue(values["bind-timeout"], "bind-timeout"),
+      loginLockoutMs: millisecondsFromSeconds(values["login-lockout"], "login-lockout"),
+      idleTimeoutMs: millisecondsFromSeconds(values["idle-timeout"], "idle-timeout"),
+      bindTimeoutMs: millisecondsFromSeconds(values["bind-timeout"], "bind-timeout"),
       allowAnyBind: Boolean(values["allow-any-bind"]),
-      livenessIntervalMs: secondsValue(values["liveness-interval"], "liveness-interval"),
-      livenessTimeoutMs: secondsValue(values["liveness-timeout"], "liveness-timeout"),
+      livenessIntervalMs: millisecondsFromSeconds(values["liveness-interval"], "liveness-interval"),
+      livenessTimeoutMs: millisecondsFromSeconds(values["liveness-timeout"], "liveness-timeout"),
       livenessConcurrency: intValue(values["liveness-concurrency"], "liveness-concurrency", 1),
       maxHeaderBytes: intValue(values["max-header"], "max-header", 16),
       maxPayloadBytes: intValue(values["max-payload"], "max-payload", 0),
