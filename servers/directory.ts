@@ -541,6 +541,15 @@ export const DIRECTORY_COMMAND: CommandSpec = {
     },
     ca: TLS_CLIENT_FLAGS.ca,
     ...SERVER_FLAGS,
+    exempt: {
+      ...SERVER_FLAGS.exempt,
+      description:
+        "addresses --max-per-ip and --signups-per-minute do not count ('' exempts nothing)",
+    },
+    "register-timeout": {
+      ...SERVER_FLAGS["register-timeout"],
+      description: "USER and PASS must succeed within this time (0: no limit)",
+    },
   },
   epilog:
     "Passwords for adduser are read without echo from a terminal, or as the first line of stdin.",

@@ -16,7 +16,7 @@ import {
 } from "../protocols/eurechat.ts";
 import { type DirectoryOptions, serveDirectory } from "../servers/directory.ts";
 import { servePeer } from "../clients/eurechat.ts";
-import { Peer, portOf } from "./_helpers.ts";
+import { EntryProcess, Peer, portOf } from "./_helpers.ts";
 
 const FAST: DirectoryOptions = { port: 0, db: ":memory:", hashCost: 4, livenessIntervalMs: 0 };
 const enc = new TextEncoder();
@@ -282,4 +282,35 @@ Deno.test("hostile directory: single bytes do not reset the idle timer, complete
     await busy.waitFor(() => busy.ended, 100, "").catch(() => {});
   }
   ok(!busy.ended);
+});
+
+Deno.test({
+  name:
+    "hostile directory: servers/directory.ts takes --exempt '', --signups-per-minute and --max-bound",
+  ignore: !IPV6,
+  fn: async () => {
+    const args = ["--host", "::", "--port", "0", "--db", ":memory:", "--hash-cost", "4"];
+    const limits = ["--exempt", "", "--signups-per-minute", "2", "--max-bound", "1"];
+    await using server = EntryProcess.start("servers/directory.ts", [...args, ...limits], [
+      "--allow-net",
+    ]);
+    const directory = {
+      addr: {
+        transport: "tcp",
+        hostname: "::",
+        port: await server.listeningPort(),
+      } as Deno.NetAddr,
+    };
+    for (const name of ["s1", "s2"]) (await login(directory, name, "pw", "::1")).peer.close();
+    const { peer, reply } = await login(directory, "s3", "pw", "::1");
+    match(reply, /^ERR too many new accounts from your address/);
+    await peer.close();
+    await using listener = servePeer({ onMessage: () => {} });
+    const port = String(portOf(listener.addr));
+    await using first = await loggedIn(directory, "first");
+    deepStrictEqual((await say(first, "BIND", ["127.0.0.1", port])).slice(0, 3), "ACK");
+    await using second = await loggedIn(directory, "second");
+    deepStrictEqual(await say(second, "BIND", ["127.0.0.1", port]), `ERR ${DIRECTORY_TEXTS.full}`);
+    deepStrictEqual((await server.stop()).code, 0);
+  },
 });
