@@ -12,6 +12,9 @@ import { formatAddr } from "./address.ts";
 /** First size of a connection's read buffer; it grows while reads fill it. */
 export const INITIAL_READ_BYTES = 1024;
 
+/** Largest write the flush makes at once. */
+const WRITE_BATCH_BYTES = 256 * 1024;
+
 /** Default limit of bytes queued for one connection before it is dropped. */
 export const DEFAULT_MAX_QUEUE_BYTES = 1024 * 1024;
 
@@ -21,6 +24,8 @@ export interface ConnectionOptions {
   maxQueueBytes?: number;
   /** Where queue overflows and write failures are logged. */
   logger?: Logger;
+  /** Called after each write that made progress (for backpressure: see {@link Connection.queuedBytes}). */
+  onWritten?: (connection: Connection) => void;
 }
 
 /**
@@ -44,6 +49,8 @@ export class Connection {
   #closed = false;
   #logger: Logger;
   #drainWaiters: (() => void)[] = [];
+  #onWritten?: (connection: Connection) => void;
+  #lastProgress = 0;
 
   /** Wraps `conn`; TCP connections get `setNoDelay(true)`. */
   constructor(conn: Deno.Conn, options: ConnectionOptions = {}) {
@@ -51,6 +58,7 @@ export class Connection {
     this.remoteAddr = conn.remoteAddr;
     this.#maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
     this.#logger = options.logger ?? getLogger(["parley", "net"]);
+    this.#onWritten = options.onWritten;
     if ("setNoDelay" in conn) {
       try {
         (conn as Deno.TcpConn).setNoDelay(true);
@@ -61,6 +69,28 @@ export class Connection {
   /** True once the connection was closed by this side or failed. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Bytes queued and not yet written. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  /** The send-queue limit; raising it (to Infinity) leaves overflow decisions to the owner. */
+  get maxQueueBytes(): number {
+    return this.#maxQueueBytes;
+  }
+  set maxQueueBytes(bytes: number) {
+    this.#maxQueueBytes = bytes;
+  }
+
+  /**
+   * `performance.now()` of the last write that made progress, or of the moment
+   * the queue stopped being empty, whichever is later (a stall detector compares
+   * it with the clock while {@link Connection.queuedBytes} is above 0).
+   */
+  get lastProgress(): number {
+    return this.#lastProgress;
   }
 
   /**
@@ -78,6 +108,7 @@ export class Connection {
       this.close();
       return false;
     }
+    if (this.#queue.length === 0 && !this.#flushing) this.#lastProgress = performance.now();
     this.#queue.push(bytes);
     if (!this.#flushing && !this.#scheduled) {
       this.#scheduled = true;
@@ -92,11 +123,19 @@ export class Connection {
     this.#flushing = true;
     try {
       while (this.#queue.length > 0 && !this.#closed) {
-        const chunks = this.#queue;
-        this.#queue = [];
+        // At most ~256 KiB per write: a long queue is not copied whole, and progress shows.
+        let count = 0;
+        let size = 0;
+        while (count < this.#queue.length && (count === 0 || size < WRITE_BATCH_BYTES)) {
+          size += this.#queue[count++].length;
+        }
+        const chunks = count === this.#queue.length ? this.#queue : this.#queue.slice(0, count);
+        this.#queue = count === this.#queue.length ? [] : this.#queue.slice(count);
         const data = chunks.length === 1 ? chunks[0] : concatBytes(chunks);
         await writeAll(this.conn, data);
         this.#queuedBytes -= data.length;
+        this.#lastProgress = performance.now();
+        this.#onWritten?.(this);
       }
     } catch (error) {
       if (!this.#closed) {
