@@ -109,6 +109,8 @@ export interface CrcNodeOptions {
   frameTimeoutMs?: number;
   /** A link must register this long after it opened, ms (default 10 s). */
   registerTimeoutMs?: number;
+  /** The admin endpoint closes a connection idle this long, ms (default 10 s, SPEC 6.2). */
+  adminIdleMs?: number;
 }
 
 /** A running CRC node. */
@@ -456,7 +458,7 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
       name,
       addr: formatAddr(listener.addr),
     });
-    if (options.admin) admin = openAdmin(options.admin, shell);
+    if (options.admin) admin = openAdmin(options.admin, shell, options.adminIdleMs);
     if (options.connectTo) {
       outgoing =
         (await join(shell, options.connectTo, connectionOptions, options.connectTimeoutMs)).task;
@@ -532,7 +534,11 @@ async function join(
   return { task };
 }
 
-function openAdmin(at: { hostname: string; port: number }, shell: NodeShell): Server {
+function openAdmin(
+  at: { hostname: string; port: number },
+  shell: NodeShell,
+  idleMs?: number,
+): Server {
   let listener: Deno.Listener;
   try {
     listener = Deno.listen({ hostname: at.hostname, port: at.port });
@@ -545,7 +551,7 @@ function openAdmin(at: { hostname: string; port: number }, shell: NodeShell): Se
     }
     throw error;
   }
-  return serveAdmin(listener, (_method, path) => adminRoute(shell, path), { logger });
+  return serveAdmin(listener, (_method, path) => adminRoute(shell, path), { logger, idleMs });
 }
 
 function adminRoute(shell: NodeShell, path: string): AdminReply {

@@ -229,3 +229,50 @@ Deno.test("CrcDecoder fuzz: random and mutated bytes only ever raise frame error
   const valid = new Uint8Array(fixtures.flatMap(([, b]) => b));
   fuzzDecoder(() => new CrcDecoder(), valid, { maxLength: 500, maxStep: 30 });
 });
+
+Deno.test("CrcDecoder: a name or info that is not UTF-8 or holds a control character is a framing error; chat content may hold anything", () => {
+  const registration = (name: Uint8Array, info: Uint8Array) => {
+    const head = encodeCrc({
+      kind: "client_registration",
+      source: 7,
+      lastHop: 0,
+      name: "",
+      info: "",
+    });
+    const out = new Uint8Array(12 + name.length + info.length);
+    out.set(head);
+    out[9] = name.length;
+    new DataView(out.buffer).setUint16(10, info.length);
+    out.set(name, 12);
+    out.set(info, 12 + name.length);
+    return out;
+  };
+  const utf8 = (s: string) => new TextEncoder().encode(s);
+  for (
+    const [name, info, reason] of [
+      [new Uint8Array(255).fill(0xff), utf8(""), /name is not valid UTF-8/],
+      [utf8("ok"), new Uint8Array([0xc3]), /info is not valid UTF-8/],
+      [utf8("a\u0000b"), utf8(""), /name contains a control character/],
+      [utf8("ok"), utf8("\u001b[2J"), /info contains a control character/],
+      [utf8("\u202eevil"), utf8(""), /name contains a control character/],
+      [utf8("c1\u0085"), utf8(""), /name contains a control character/],
+    ] as const
+  ) {
+    throws(
+      () => new CrcDecoder().decode(registration(name, info)),
+      (e: unknown) => e instanceof FrameError && reason.test(e.message),
+    );
+  }
+  // A BOM is kept, so the name re-encodes to the bytes that came in.
+  const [bom] = new CrcDecoder().decode(registration(utf8("\ufeffé"), utf8("")));
+  ok(bom.kind === "client_registration" && bom.name === "\ufeffé");
+  deepStrictEqual(encodeCrc(bom).length, 12 + 5);
+  const chat = encodeCrc({ kind: "chat", source: 1, destination: 2, content: "xx" });
+  chat.set([0xff, 0x00], 13);
+  deepStrictEqual(new CrcDecoder().decode(chat)[0], {
+    kind: "chat",
+    source: 1,
+    destination: 2,
+    content: "\ufffd\u0000",
+  });
+});
