@@ -229,6 +229,11 @@ export class CrcDecoder implements FrameDecoder<CrcMessage> {
     return this.#frames.decode(chunk).map((f) => f.message);
   }
 
+  /** Bytes of a partial message held (0 at a boundary). */
+  get buffered(): number {
+    return this.#frames.buffered;
+  }
+
   /** Throws a `FrameError` if a partial message is buffered. */
   end(): void {
     this.#frames.end();
@@ -301,7 +306,7 @@ export class CrcFrameDecoder implements FrameDecoder<CrcFrame> {
     return out;
   }
 
-  /** Bytes of an incomplete frame held (0 between frames). */
+  /** Bytes of a partial message held (0 at a boundary). */
   get buffered(): number {
     return this.#queue.length;
   }

@@ -33,17 +33,22 @@ import {
 } from "../protocols/crc_router.ts";
 import { isFrameError } from "../protocols/errors.ts";
 import { Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
-import { connectWithTimeout } from "../net/dial.ts";
-import { formatAddr } from "../net/address.ts";
-import { type Server, serveStream } from "../net/serve.ts";
+import { connectWithTimeout, type TlsDialOptions } from "../net/dial.ts";
+import { formatAddr, formatHostPort } from "../net/address.ts";
+import { DEFAULT_REGISTER_TIMEOUT_MS, receiveFrames } from "../net/framing.ts";
+import { listenTcp } from "../net/listen.ts";
+import { type Server, type ServerLimits, serveStream, type TlsCertificate } from "../net/serve.ts";
 import {
   type CommandSpec,
   intValue,
+  millisecondsFromSeconds,
   portValue,
   runCommand,
-  secondsValue,
   SERVER_FLAGS,
   serverBasics,
+  TLS_CLIENT_FLAGS,
+  TLS_SERVER_FLAGS,
+  tlsClientOptions,
   UsageError,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
@@ -74,11 +79,12 @@ export interface CrcNodeState {
 export const CRC_LINK_HIGH_WATER_BYTES = 4 * 1024 * 1024;
 /** Default `--link-stall-timeout`, ms: a server link that writes nothing for this long is dropped. */
 export const CRC_LINK_STALL_MS = 30_000;
-/** Default `--frame-timeout` and `--register-timeout`, ms. */
-export const CRC_TIMEOUT_MS = 10_000;
-
-/** Options of {@link serveCrcNode}. */
-export interface CrcNodeOptions {
+/**
+ * Options of {@link serveCrcNode}. The shared limits (`maxQueueBytes` for
+ * client and unregistered links, `frameTimeoutMs`, `registerTimeoutMs`, default
+ * 10 s, `maxPerIp`, ...) are those of every server.
+ */
+export interface CrcNodeOptions extends ServerLimits {
   /** This node's 32-bit id (default: random, never 0). */
   id?: number;
   /** This node's name (default `node-<id>`). */
@@ -95,8 +101,6 @@ export interface CrcNodeOptions {
   admin?: { hostname: string; port: number };
   /** Largest content of a chat, status or quit. */
   maxContentBytes?: number;
-  /** Send-queue limit of a client (or not yet registered) link. */
-  maxQueueBytes?: number;
   /** Time allowed to reach `connectTo` and hear its answer, ms (default 5 s). */
   connectTimeoutMs?: number;
   /** Most hosts recorded (default 100000). */
@@ -105,10 +109,10 @@ export interface CrcNodeOptions {
   linkHighWaterBytes?: number;
   /** A server link that makes no write progress for this long is dropped, ms (default 30 s). */
   linkStallTimeoutMs?: number;
-  /** A frame must be complete this long after its first byte, ms (default 10 s). */
-  frameTimeoutMs?: number;
-  /** A link must register this long after it opened, ms (default 10 s). */
-  registerTimeoutMs?: number;
+  /** Speak TLS only on the node's port, with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
+  /** Reach `connectTo` over TLS (`--tls`, `--ca`). */
+  connectTls?: TlsDialOptions;
   /** The admin endpoint closes a connection idle this long, ms (default 10 s, SPEC 6.2). */
   adminIdleMs?: number;
 }
@@ -139,36 +143,80 @@ const logger = getLogger(["parley", "crc"]);
 interface Link {
   id: number;
   connection: Connection;
-  decoder: CrcFrameDecoder;
   /** Raised queue limit once it is a server link. */
   server: boolean;
-  /** Bytes the welcome's client list may add over the normal queue limit. */
+  /** Its queue limit is raised by the welcome's client list until that drains. */
   reserved: boolean;
-  frameTimer?: ReturnType<typeof setTimeout>;
-  registerTimer?: ReturnType<typeof setTimeout>;
+  /** A client link that stopped making progress: not waited for until it drains. */
+  stuck: boolean;
 }
 
 type Limits = Required<
-  Pick<
-    CrcNodeOptions,
-    | "maxQueueBytes"
-    | "linkHighWaterBytes"
-    | "linkStallTimeoutMs"
-    | "frameTimeoutMs"
-    | "registerTimeoutMs"
-  >
+  Pick<CrcNodeOptions, "maxQueueBytes" | "linkHighWaterBytes" | "linkStallTimeoutMs">
 >;
 
-/** The I/O shell around one {@link CrcRouter}: links, timers, backpressure. */
+/**
+ * A client link over half its queue limit that made no write progress for
+ * this long is no longer waited for: it reads too slowly, its queue may
+ * overflow and it is dropped (SPEC conventions).
+ */
+const CLIENT_STALL_MS = 200;
+
+/** Links whose queues are past a mark; while any are, readers wait on {@link Backlog.wait}. */
+class Backlog {
+  readonly links = new Set<Link>();
+  #gate?: PromiseWithResolvers<void>;
+
+  /** Resolves when the backlog clears; undefined while it is clear. */
+  get wait(): Promise<void> | undefined {
+    return this.#gate?.promise;
+  }
+
+  /** True when `link` is the first. */
+  add(link: Link): boolean {
+    if (this.links.has(link)) return false;
+    this.links.add(link);
+    if (this.links.size > 1) return false;
+    this.#gate = Promise.withResolvers();
+    return true;
+  }
+
+  /** True when that cleared the backlog. */
+  delete(link: Link): boolean {
+    if (!this.links.delete(link) || this.links.size > 0) return false;
+    this.release();
+    return true;
+  }
+
+  /** Lets every waiting reader go. */
+  release(): void {
+    this.#gate?.resolve();
+    this.#gate = undefined;
+  }
+}
+
+/**
+ * The I/O shell around one {@link CrcRouter}: links, backpressure, stalls.
+ *
+ * Backpressure (SPEC 6.6): a server link whose queue passes the high-water
+ * mark pauses reading from client links until it drains below half; one that
+ * makes no progress for the stall timeout is dropped. A client link over half
+ * its queue limit that keeps reading pauses reading from every link until it
+ * drains below a quarter (so a burst toward a reading client never overflows
+ * it); one that makes no progress for {@link CLIENT_STALL_MS} is not waited
+ * for, and is dropped if its queue overflows.
+ */
 class NodeShell {
   readonly router: CrcRouter;
   readonly links = new Map<number, Link>();
   readonly byConnection = new Map<Connection, Link>();
   protocolErrors = 0;
   connectionsTotal = 0;
-  /** Server links whose queue passed the high-water mark. */
-  readonly backlogged = new Set<Link>();
-  #gate?: PromiseWithResolvers<void>;
+  /** Server links past the high-water mark: client links are not read. */
+  readonly servers = new Backlog();
+  /** Reading client links over half their limit: no link is read. */
+  readonly clients = new Backlog();
+  readonly #serverLinks = new Set<Link>();
   #nextId = 0;
   #limits: Limits;
   #maxContent?: number;
@@ -181,7 +229,7 @@ class NodeShell {
     this.#limits = limits;
     this.#maxContent = maxContent;
     this.router = router(this);
-    const every = Math.max(50, Math.min(1000, limits.linkStallTimeoutMs / 4));
+    const every = Math.max(10, Math.min(CLIENT_STALL_MS / 4, limits.linkStallTimeoutMs / 4));
     this.#stallTimer = setInterval(() => this.#checkStalls(), every);
   }
 
@@ -192,16 +240,20 @@ class NodeShell {
     if (!link.server && this.router.roleOf(id) === "server") {
       link.server = true;
       link.connection.maxQueueBytes = Infinity;
+      this.#serverLinks.add(link);
     }
-    link.connection.send(bytes);
-    if (link.server && link.connection.queuedBytes > this.#limits.linkHighWaterBytes) {
-      if (this.backlogged.size === 0) {
-        this.#gate = Promise.withResolvers();
+    const c = link.connection;
+    c.send(bytes);
+    if (link.server) {
+      if (c.queuedBytes > this.#limits.linkHighWaterBytes && this.servers.add(link)) {
         logger.info("Server link {peer} is backed up: pausing reads from clients", {
-          peer: formatAddr(link.connection.remoteAddr),
+          peer: formatAddr(c.remoteAddr),
         });
       }
-      this.backlogged.add(link);
+    } else if (
+      c.queuedBytes > this.#limits.maxQueueBytes / 2 && !link.reserved && !link.stuck && !c.closed
+    ) {
+      this.clients.add(link);
     }
   }
 
@@ -217,20 +269,20 @@ class NodeShell {
   written(connection: Connection): void {
     const link = this.byConnection.get(connection);
     if (!link) return;
-    if (link.reserved && connection.queuedBytes <= this.#limits.maxQueueBytes) {
+    const queued = connection.queuedBytes;
+    if (link.reserved && queued <= this.#limits.maxQueueBytes) {
       link.reserved = false;
       if (!link.server) connection.maxQueueBytes = this.#limits.maxQueueBytes;
     }
-    if (
-      this.backlogged.has(link) && connection.queuedBytes < this.#limits.linkHighWaterBytes / 2
-    ) this.#unblock(link);
+    if (queued < this.#limits.linkHighWaterBytes / 2) this.#unblockServer(link);
+    if (queued < this.#limits.maxQueueBytes / 4) {
+      link.stuck = false;
+      this.clients.delete(link);
+    }
   }
 
-  #unblock(link: Link): void {
-    if (!this.backlogged.delete(link) || this.backlogged.size > 0) return;
-    logger.info("Server links drained: reading from clients again");
-    this.#gate?.resolve();
-    this.#gate = undefined;
+  #unblockServer(link: Link): void {
+    if (this.servers.delete(link)) logger.info("Server links drained: reading from clients again");
   }
 
   /** Closes a link the router gave up on. */
@@ -246,15 +298,29 @@ class NodeShell {
 
   #checkStalls(): void {
     const now = performance.now();
-    for (const link of this.links.values()) {
+    for (const link of this.#serverLinks) {
       const c = link.connection;
-      if (!link.server || c.queuedBytes === 0) continue;
-      if (now - c.lastProgress < this.#limits.linkStallTimeoutMs) continue;
+      if (c.queuedBytes === 0 || now - c.lastProgress < this.#limits.linkStallTimeoutMs) continue;
       logger.warning("Dropping server link {peer}: no progress for {seconds} s", {
         peer: formatAddr(c.remoteAddr),
         seconds: this.#limits.linkStallTimeoutMs / 1000,
       });
       c.close();
+    }
+    for (const link of this.clients.links) {
+      if (now - link.connection.lastProgress < CLIENT_STALL_MS) continue;
+      link.stuck = true;
+      this.clients.delete(link);
+    }
+  }
+
+  /** Resolves when `link` may be read again (at once, mostly). */
+  async #mayRead(link: Link): Promise<void> {
+    while (!this.#stopping && !link.connection.closed) {
+      const wait = this.clients.wait ??
+        (this.router.roleOf(link.id) === "client" ? this.servers.wait : undefined);
+      if (wait === undefined) return;
+      await wait;
     }
   }
 
@@ -263,97 +329,57 @@ class NodeShell {
     const link: Link = {
       id: ++this.#nextId,
       connection,
-      decoder: new CrcFrameDecoder({ maxContentBytes: this.#maxContent }),
       server: false,
       reserved: false,
+      stuck: false,
     };
     this.links.set(link.id, link);
     this.byConnection.set(connection, link);
     this.connectionsTotal++;
-    if (this.#limits.registerTimeoutMs > 0) {
-      link.registerTimer = setTimeout(() => {
-        if (this.router.roleOf(link.id) !== "unowned") return;
-        logger.warning("Closing link {peer}: no registration within {seconds} s", {
-          peer: formatAddr(connection.remoteAddr),
-          seconds: this.#limits.registerTimeoutMs / 1000,
-        });
-        connection.close();
-      }, this.#limits.registerTimeoutMs);
-    }
+    connection.onWritten = (c) => this.written(c);
     this.router.open(link.id, { join });
+    const decoder = new CrcFrameDecoder({ maxContentBytes: this.#maxContent });
     try {
-      for await (const chunk of connection.chunks()) {
-        if (!this.#consume(link, chunk)) break;
-        while (this.#gate && !this.#stopping && this.router.roleOf(link.id) === "client") {
-          await this.#gate.promise;
-        }
-        if (connection.closed) break;
+      for await (const frame of receiveFrames(connection, decoder)) {
+        this.router.receive(link.id, frame);
+        if (this.clients.wait || this.servers.wait) await this.#mayRead(link);
       }
+    } catch (error) {
+      // Only the link this node dialled has no read policy: its framing errors arrive here.
+      if (!isFrameError(error)) throw error;
+      this.frameError(error, connection);
     } finally {
-      clearTimeout(link.frameTimer);
-      clearTimeout(link.registerTimer);
       connection.close();
       this.links.delete(link.id);
       this.byConnection.delete(connection);
-      this.#unblock(link);
+      this.#serverLinks.delete(link);
+      this.#unblockServer(link);
+      this.clients.delete(link);
       this.router.close(link.id);
     }
   }
 
-  /** Decodes and routes one chunk; false when the link is done. */
-  #consume(link: Link, chunk: Uint8Array): boolean {
-    const { connection, decoder } = link;
-    let frames;
-    try {
-      frames = decoder.decode(chunk);
-    } catch (error) {
-      if (!isFrameError(error)) throw error;
-      this.protocolErrors++;
-      logger.warning("Protocol error on link from {peer}, closing it: {error}", {
-        peer: formatAddr(connection.remoteAddr),
-        error: error.message,
-      });
-      return false;
-    }
-    for (const frame of frames) {
-      this.router.receive(link.id, frame);
-      if (connection.closed) return false;
-    }
-    this.#frameClock(link, frames.length > 0);
-    return true;
-  }
-
-  /** A frame must be complete within the frame timeout of its first byte (slowloris). */
-  #frameClock(link: Link, completed: boolean): void {
-    if (this.#limits.frameTimeoutMs <= 0) return;
-    if (link.decoder.buffered === 0 || completed) {
-      clearTimeout(link.frameTimer);
-      link.frameTimer = undefined;
-    }
-    if (link.decoder.buffered === 0 || link.frameTimer !== undefined) return;
-    link.frameTimer = setTimeout(() => {
-      logger.warning("Closing link {peer}: a frame took longer than {seconds} s", {
-        peer: formatAddr(link.connection.remoteAddr),
-        seconds: this.#limits.frameTimeoutMs / 1000,
-      });
-      link.connection.close();
-    }, this.#limits.frameTimeoutMs);
+  /** Counts and logs a link closed for undecodable input. */
+  frameError(error: Error, connection: Connection): undefined {
+    this.protocolErrors++;
+    logger.warning("Protocol error on link from {peer}, closing it: {error}", {
+      peer: formatAddr(connection.remoteAddr),
+      error: error.message,
+    });
+    return undefined;
   }
 
   /** A registered link is no longer on the registration clock. */
   registered(id: number): void {
-    const link = this.links.get(id);
-    if (link?.registerTimer === undefined) return;
-    clearTimeout(link.registerTimer);
-    link.registerTimer = undefined;
+    this.links.get(id)?.connection.registered();
   }
 
   /** Stops the timers and lets paused readers go. */
   stop(): void {
     this.#stopping = true;
     clearInterval(this.#stallTimer);
-    this.#gate?.resolve();
-    this.#gate = undefined;
+    this.servers.release();
+    this.clients.release();
   }
 }
 
@@ -425,16 +451,10 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
       maxQueueBytes: options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES,
       linkHighWaterBytes: options.linkHighWaterBytes ?? CRC_LINK_HIGH_WATER_BYTES,
       linkStallTimeoutMs: options.linkStallTimeoutMs ?? CRC_LINK_STALL_MS,
-      frameTimeoutMs: options.frameTimeoutMs ?? CRC_TIMEOUT_MS,
-      registerTimeoutMs: options.registerTimeoutMs ?? CRC_TIMEOUT_MS,
     },
     options.maxContentBytes,
   );
-  const connectionOptions = {
-    logger,
-    maxQueueBytes: options.maxQueueBytes,
-    onWritten: (c: Connection) => shell.written(c),
-  };
+  const connectionOptions = { logger, maxQueueBytes: options.maxQueueBytes };
   let listener: Server | undefined;
   let admin: Server | undefined;
   let outgoing: Promise<void> | undefined;
@@ -449,9 +469,18 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
     })();
   try {
     listener = serveStream(
-      { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? CRC_PORT },
+      {
+        hostname: options.hostname ?? "127.0.0.1",
+        port: options.port ?? CRC_PORT,
+        tls: options.tls,
+      },
       (connection) => shell.run(connection),
-      connectionOptions,
+      {
+        ...options,
+        logger,
+        registerTimeoutMs: options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS,
+        onFrameError: (error, connection) => shell.frameError(error, connection),
+      },
     );
     logger.info("Listening on {addr} as node {id} ({name})", {
       id,
@@ -460,8 +489,12 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
     });
     if (options.admin) admin = openAdmin(options.admin, shell, options.adminIdleMs);
     if (options.connectTo) {
-      outgoing =
-        (await join(shell, options.connectTo, connectionOptions, options.connectTimeoutMs)).task;
+      const dial = {
+        ...connectionOptions,
+        timeoutMs: options.connectTimeoutMs,
+        tls: options.connectTls,
+      };
+      outgoing = (await join(shell, options.connectTo, dial)).task;
     }
   } catch (error) {
     await shutdown();
@@ -483,20 +516,20 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
 async function join(
   shell: NodeShell,
   to: { hostname: string; port: number },
-  connectionOptions: ConstructorParameters<typeof Connection>[1],
-  timeoutMs = 5000,
+  dial: { logger: typeof logger; maxQueueBytes?: number; timeoutMs?: number; tls?: TlsDialOptions },
 ): Promise<{ task: Promise<void> }> {
-  const where = `${to.hostname}:${to.port}`;
-  let conn: Deno.TcpConn;
+  const where = formatHostPort(to.hostname, to.port);
+  const timeoutMs = dial.timeoutMs ?? 5000;
+  let conn: Deno.Conn;
   try {
-    conn = await connectWithTimeout(to.hostname, to.port, timeoutMs);
+    conn = await connectWithTimeout(to.hostname, to.port, timeoutMs, dial.tls);
   } catch (error) {
     throw new Deno.errors.ConnectionRefused(
       `Cannot join the network at ${where}: ${error instanceof Error ? error.message : error}`,
     );
   }
   logger.info("Joining the network through {where}", { where });
-  const connection = new Connection(conn, connectionOptions);
+  const connection = new Connection(conn, dial);
   shell.joinAnswer = Promise.withResolvers();
   const task = shell.run(connection, true).catch((error) =>
     logger.error("Link failed: {error}", { error: String(error) })
@@ -539,18 +572,7 @@ function openAdmin(
   shell: NodeShell,
   idleMs?: number,
 ): Server {
-  let listener: Deno.Listener;
-  try {
-    listener = Deno.listen({ hostname: at.hostname, port: at.port });
-  } catch (error) {
-    const where = at.hostname.includes(":")
-      ? `[${at.hostname}]:${at.port}`
-      : `${at.hostname}:${at.port}`;
-    if (error instanceof Deno.errors.AddrInUse) {
-      throw new Deno.errors.AddrInUse(`${where} is already in use`);
-    }
-    throw error;
-  }
+  const listener = listenTcp(at); // a failure is a one-line ListenError (SPEC 6.7)
   return serveAdmin(listener, (_method, path) => adminRoute(shell, path), { logger, idleMs });
 }
 
@@ -660,7 +682,7 @@ function metricsText(shell: NodeShell): string {
     "parley_crc_client_reads_paused",
     "gauge",
     "1 while a backed-up server link pauses reading from client links.",
-    `parley_crc_client_reads_paused ${shell.backlogged.size > 0 ? 1 : 0}`,
+    `parley_crc_client_reads_paused ${shell.servers.links.size > 0 ? 1 : 0}`,
   );
   return `${lines.join("\n")}\n`;
 }
@@ -739,23 +761,14 @@ export const CRC_NODE_COMMAND: CommandSpec = {
       value: "SECONDS",
       description: "drop a server link whose queue makes no progress for this long",
     },
-    "frame-timeout": {
-      type: "string",
-      default: String(CRC_TIMEOUT_MS / 1000),
-      value: "SECONDS",
-      description: "a frame must be complete this long after its first byte",
-    },
-    "register-timeout": {
-      type: "string",
-      default: String(CRC_TIMEOUT_MS / 1000),
-      value: "SECONDS",
-      description: "a link must register within this long",
-    },
     "log-file": {
       type: "string",
       value: "FILE",
       description: "also append the log to this file (needs --allow-write)",
     },
+    ...TLS_SERVER_FLAGS,
+    tls: { ...TLS_CLIENT_FLAGS.tls, description: "join the network (--connect-to-*) with TLS" },
+    ca: TLS_CLIENT_FLAGS.ca,
     ...SERVER_FLAGS,
   },
 };
@@ -788,9 +801,11 @@ export async function main(args: readonly string[]): Promise<void> {
       maxContentBytes: intValue(values["max-content"], "max-content", 1),
       maxHosts: intValue(values["max-hosts"], "max-hosts", 1),
       linkHighWaterBytes: intValue(values["link-high-water"], "link-high-water", 1),
-      linkStallTimeoutMs: secondsValue(values["link-stall-timeout"], "link-stall-timeout"),
-      frameTimeoutMs: secondsValue(values["frame-timeout"], "frame-timeout"),
-      registerTimeoutMs: secondsValue(values["register-timeout"], "register-timeout"),
+      linkStallTimeoutMs: millisecondsFromSeconds(
+        values["link-stall-timeout"],
+        "link-stall-timeout",
+      ),
+      connectTls: tlsClientOptions(values),
     };
     for (
       const [flag, text, max] of [["name", options.name, 255], [

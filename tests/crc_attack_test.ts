@@ -156,7 +156,7 @@ Deno.test("crc_node attack: a 64 KiB-chat flood between two nodes delivers every
   }
   await reader.waitFor(() => reader.frames.length >= COUNT || reader.ended, 30000, "every chat");
   await writing;
-  deepStrictEqual(reader.frames.length, COUNT);
+  deepStrictEqual(reader.frames.length, COUNT, `${east.process.output}\n${west.process.output}`);
   ok(reader.frames.every((m) => m.kind === "chat" && m.source === 101 && m.content === content));
   deepStrictEqual((await east.state()).adjacentServers, [2]);
   deepStrictEqual((await west.state()).adjacentServers, [1]);
