@@ -7,7 +7,17 @@
 
 import { parseArgs } from "node:util";
 import { DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
-import { type TlsCertificate, TlsSetupError } from "../net/serve.ts";
+import { CidrSet } from "../net/address.ts";
+import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_REGISTER_TIMEOUT_MS } from "../net/framing.ts";
+import { ListenError } from "../net/listen.ts";
+import {
+  DEFAULT_EXEMPT,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_MAX_PER_IP,
+  type ServerLimits,
+  type TlsCertificate,
+  TlsSetupError,
+} from "../net/serve.ts";
 import { type TlsDialOptions, TlsHandshakeError } from "../net/dial.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 
@@ -84,6 +94,36 @@ export const SERVER_FLAGS: Record<string, FlagSpec> = {
     default: String(DEFAULT_MAX_QUEUE_BYTES),
     value: "BYTES",
     description: "bytes queued for one peer before it is disconnected",
+  },
+  "max-per-ip": {
+    type: "string",
+    default: String(DEFAULT_MAX_PER_IP),
+    value: "N",
+    description: "simultaneous connections from one address (not counting --exempt)",
+  },
+  exempt: {
+    type: "string",
+    default: DEFAULT_EXEMPT,
+    value: "CIDR[,CIDR...]",
+    description: "addresses --max-per-ip does not count ('' exempts nothing)",
+  },
+  "max-connections": {
+    type: "string",
+    default: String(DEFAULT_MAX_CONNECTIONS),
+    value: "N",
+    description: "simultaneous connections in all",
+  },
+  "frame-timeout": {
+    type: "string",
+    default: String(DEFAULT_FRAME_TIMEOUT_MS / 1000),
+    value: "SECONDS",
+    description: "a frame must be complete this long after its first byte (0: no limit)",
+  },
+  "register-timeout": {
+    type: "string",
+    default: String(DEFAULT_REGISTER_TIMEOUT_MS / 1000),
+    value: "SECONDS",
+    description: "a connection must register within this time (0: no limit)",
   },
   help: { type: "boolean", description: "show this help and exit" },
   version: { type: "boolean", description: "show the version and exit" },
@@ -244,6 +284,11 @@ export async function runCommand(
     await body(cli);
   } catch (error) {
     if (error instanceof UsageError) usageExit(spec, error);
+    if (error instanceof ListenError) {
+      // SPEC 6.7: one line naming the address ("127.0.0.1:55555 is already in use").
+      console.error(error.message);
+      Deno.exit(error.exitCode);
+    }
     if (isStartupFailure(error)) {
       // A refused permission, a port in use, a missing file: one clear line, no stack trace.
       console.error(`${spec.name}: ${error.name}: ${error.message}`);
@@ -285,8 +330,17 @@ export function intValue(value: unknown, flag: string, min = 0): number {
   return Number(text);
 }
 
-/** Reads a number of seconds (decimals allowed, `0.5`) and returns milliseconds. */
-export function secondsValue(value: unknown, flag: string): number {
+/**
+ * Reads a flag given in seconds (decimals allowed, `0.5`) and returns it in
+ * milliseconds, the unit timers take.
+ *
+ * @example
+ * ```ts
+ * import { millisecondsFromSeconds } from "./command.ts";
+ * console.assert(millisecondsFromSeconds("2.5", "frame-timeout") === 2500);
+ * ```
+ */
+export function millisecondsFromSeconds(value: unknown, flag: string): number {
   const text = String(value);
   if (!/^\d+(\.\d+)?$|^\.\d+$/.test(text)) {
     throw new UsageError(`--${flag} must be a number of seconds, got '${text}'`);
@@ -307,16 +361,61 @@ export function choiceValue<T extends string>(
   return text as T;
 }
 
+/** Reads a comma-separated list of CIDR blocks (`--exempt`); '' is the empty list. */
+export function cidrListValue(value: unknown, flag: string): string[] {
+  const list = String(value).split(",").map((e) => e.trim()).filter((e) => e !== "");
+  try {
+    CidrSet.parse(list);
+  } catch (error) {
+    throw new UsageError(`--${flag}: ${error instanceof Error ? error.message : error}`);
+  }
+  return list;
+}
+
+/** The shared server flags, read: what every server passes on to `serveStream`. */
+export interface ServerBasics extends ServerLimits {
+  /** `--host`. */
+  hostname: string;
+  /** `--max-queue`. */
+  maxQueueBytes: number;
+  /** `--frame-timeout`, in ms. */
+  frameTimeoutMs: number;
+  /** `--register-timeout`, in ms. */
+  registerTimeoutMs: number;
+  /** `--max-per-ip`. */
+  maxPerIp: number;
+  /** `--exempt`. */
+  exempt: string[];
+  /** `--max-connections`. */
+  maxConnections: number;
+  /** `--tls-cert` and `--tls-key`, read (when the command has {@link TLS_SERVER_FLAGS}). */
+  tls?: TlsCertificate;
+}
+
 /**
- * Reads the shared server flags: host, send-queue limit, and the TLS files
- * (when the command has {@link TLS_SERVER_FLAGS} and they are given).
+ * Reads the flags of {@link SERVER_FLAGS}: host, send-queue limit, the
+ * connection limits, the time limits, and the TLS files (when the command has
+ * {@link TLS_SERVER_FLAGS} and they are given). Spread the result into the server's
+ * options (they extend `ServerLimits`).
+ *
+ * @example
+ * ```ts
+ * import { serverBasics } from "./command.ts";
+ * const basics = serverBasics({ "frame-timeout": "0.5", exempt: "" });
+ * console.assert(basics.frameTimeoutMs === 500 && basics.exempt.length === 0);
+ * console.assert(basics.maxPerIp === 16 && basics.registerTimeoutMs === 10_000);
+ * ```
  */
-export function serverBasics(
-  values: ParsedCli["values"],
-): { hostname: string; maxQueueBytes: number; tls?: TlsCertificate } {
+export function serverBasics(values: ParsedCli["values"]): ServerBasics {
+  const value = (flag: string) => values[flag] ?? SERVER_FLAGS[flag].default;
   return {
-    hostname: String(values.host ?? "127.0.0.1"),
-    maxQueueBytes: intValue(values["max-queue"] ?? DEFAULT_MAX_QUEUE_BYTES, "max-queue", 1),
+    hostname: String(value("host")),
+    maxQueueBytes: intValue(value("max-queue"), "max-queue", 1),
+    frameTimeoutMs: millisecondsFromSeconds(value("frame-timeout"), "frame-timeout"),
+    registerTimeoutMs: millisecondsFromSeconds(value("register-timeout"), "register-timeout"),
+    maxPerIp: intValue(value("max-per-ip"), "max-per-ip", 1),
+    exempt: cidrListValue(value("exempt"), "exempt"),
+    maxConnections: intValue(value("max-connections"), "max-connections", 1),
     tls: tlsServerFiles(values),
   };
 }

@@ -22,6 +22,7 @@ import {
 } from "../protocols/channel.ts";
 import { readFrames } from "../protocols/frames.ts";
 import { readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
+import { isFrameError } from "../protocols/errors.ts";
 import {
   type CommandSpec,
   portValue,
@@ -99,7 +100,7 @@ export async function connectChannel(
         yield* readFrames(conn.readable, new ChannelDecoder());
       } catch (error) {
         // A reset or this side closing both mean: the server is gone.
-        if (!isConnectionGone(error)) throw error;
+        if (!(isConnectionGone(error) || isFrameError(error))) throw error;
       }
     },
     close,

@@ -28,9 +28,9 @@ import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
 import { writeAll } from "../net/bytes.ts";
 import {
   type CommandSpec,
+  millisecondsFromSeconds,
   portValue,
   runCommand,
-  secondsValue,
   TLS_CLIENT_FLAGS,
   TLS_SERVER_FLAGS,
   tlsClientOptions,
@@ -80,7 +80,7 @@ export class DirectoryClient {
           this.#wake();
         }
       } catch (error) {
-        if (!isConnectionGone(error)) throw error; // closed, reset or cut mid-message: the session is over
+        if (!(isConnectionGone(error) || isFrameError(error))) throw error; // closed, reset or cut mid-message: the session is over
       }
       this.#ended = true;
       this.#wake();
@@ -465,7 +465,7 @@ export async function main(args: readonly string[]): Promise<void> {
       directory,
       lines,
       screen,
-      keepaliveMs: secondsValue(values.keepalive, "keepalive"),
+      keepaliveMs: millisecondsFromSeconds(values.keepalive, "keepalive"),
       peerTls: tls,
     });
     if (result === "directory") {

@@ -27,6 +27,7 @@ import {
   parseImLine,
 } from "../protocols/im.ts";
 import { readFrames } from "../protocols/frames.ts";
+import { isFrameError } from "../protocols/errors.ts";
 import {
   type CommandSpec,
   portValue,
@@ -105,7 +106,7 @@ export async function connectIm(
           }
         }
       } catch (error) {
-        if (!isConnectionGone(error)) throw error;
+        if (!(isConnectionGone(error) || isFrameError(error))) throw error;
       }
     },
     close,

@@ -123,17 +123,23 @@ async function startTlsWithin(
 
 /**
  * True for the errors that mean "the connection is gone": reset by the peer,
- * closed by this side while a read was pending, or broken framing at the end.
- * A client's reader treats them as the end of the session.
+ * or closed by this side while a read was pending. A client's reader treats
+ * them as the end of the session.
+ *
+ * A framing error is not one of them: a `FrameError` (even one at the end of
+ * input, a server that hung up mid-frame) is a protocol error the caller
+ * reports, and any other `SyntaxError` is a real error.
  *
  * @example
  * ```ts
  * import { isConnectionGone } from "./dial.ts";
+ * import { FrameError } from "../protocols/errors.ts";
  * console.assert(isConnectionGone(new Deno.errors.ConnectionReset("x")) && !isConnectionGone(new TypeError("x")));
+ * console.assert(!isConnectionGone(new FrameError("stream ended inside a frame")));
  * ```
  */
 export function isConnectionGone(error: unknown): boolean {
   return error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.BadResource ||
     error instanceof Deno.errors.Interrupted || error instanceof Deno.errors.BrokenPipe ||
-    error instanceof SyntaxError;
+    error instanceof Deno.errors.ConnectionAborted || error instanceof Deno.errors.NotConnected;
 }

@@ -35,9 +35,9 @@ import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
 import {
   type CommandSpec,
   intValue,
+  millisecondsFromSeconds,
   portValue,
   runCommand,
-  secondsValue,
   SERVER_FLAGS,
   serverBasics,
   TLS_SERVER_FLAGS,
@@ -325,7 +325,7 @@ export async function main(args: readonly string[]): Promise<void> {
     const options: ImServerOptions = {
       ...serverBasics(values),
       port: portValue(values.port),
-      presenceIntervalMs: secondsValue(values["presence-interval"], "presence-interval"),
+      presenceIntervalMs: millisecondsFromSeconds(values["presence-interval"], "presence-interval"),
       maxLineBytes: intValue(values["max-line"], "max-line", 16),
     };
     await runServer(values, logger, () => serveIm(options));
