@@ -55,11 +55,11 @@ async function readUntilClosed(conn: Deno.Conn, ms = 3000): Promise<Uint8Array> 
 
 Deno.test("TLS timestamp: a TLS client gets its echo; the reply arrives over TLS only", async () => {
   await using pki = await makeTestPki();
-  await using server = serveTimestamp({ port: 0, tls: pki.certificate });
+  await using server = await serveTimestamp({ port: 0, tls: pki.certificate });
   using client = await connectTimestamp({ port: portOf(server.addr), tls: pki.trust });
   match(await client.request("secret"), /^\[.+\] secret$/);
   // By name and over IPv6 too: the certificate names localhost, 127.0.0.1 and ::1.
-  await using six = serveTimestamp({ hostname: "::1", port: 0, tls: pki.certificate });
+  await using six = await serveTimestamp({ hostname: "::1", port: 0, tls: pki.certificate });
   using byName = await connectTimestamp({
     hostname: "::1",
     port: portOf(six.addr),
@@ -222,7 +222,11 @@ Deno.test("TLS eurechat: directory session, BIND test, liveness PING and peer me
 /** Every TLS server, started on a free port, with a plain message that would get a reply. */
 async function everyTlsServer(certificate: { cert: string; key: string }) {
   return [
-    { name: "timestamp", server: serveTimestamp({ port: 0, tls: certificate }), hello: "hi\n" },
+    {
+      name: "timestamp",
+      server: await serveTimestamp({ port: 0, tls: certificate }),
+      hello: "hi\n",
+    },
     {
       name: "channel",
       server: serveChannel({ port: 0, tls: certificate }),
@@ -332,7 +336,7 @@ Deno.test("A TLS client with the wrong CA, or against a plain server, fails with
     connectIm("127.0.0.1", portOf(tlsServer.addr), { ...pki.trust, serverName: "example.org" }),
     /TLS handshake failed: invalid peer certificate: certificate not valid for name "example\.org"/,
   );
-  await using plainServer = serveTimestamp({ port: 0 });
+  await using plainServer = await serveTimestamp({ port: 0 });
   await rejects(
     connectTimestamp({ port: portOf(plainServer.addr), tls: pki.trust }),
     TlsHandshakeError,
@@ -471,7 +475,7 @@ Deno.test("Real processes: eurechat peers talk over TLS through a TLS directory 
 
 Deno.test("Real processes: every client with the wrong CA fails with one line and exit 1", async () => {
   await using pki = await makeTestPki();
-  await using timestamp = serveTimestamp({ port: 0, tls: pki.certificate });
+  await using timestamp = await serveTimestamp({ port: 0, tls: pki.certificate });
   await using channel = serveChannel({ port: 0, tls: pki.certificate });
   await using im = serveIm({ port: 0, presenceIntervalMs: 0, tls: pki.certificate });
   await using crc = await serveCrcNode({ id: 1, port: 0, tls: pki.certificate });
