@@ -352,9 +352,8 @@ export const NO_CONNECTION = {
 export const CLUSTER_FLAGS: Record<string, FlagSpec> = {
   nats: {
     type: "string",
-    default: "",
     value: "URL[,URL...]",
-    description: "join the cluster of instances sharing this NATS system (none: stand alone)",
+    description: "join the cluster of instances sharing this NATS system [default: none, alone]",
   },
   "cluster-timeout": {
     type: "string",
