@@ -225,8 +225,8 @@ class NodeShell {
   #maxContent?: number;
   #stallTimer: ReturnType<typeof setInterval>;
   #stopping = false;
-  #turn?: Promise<void>;
-  #turnStarted = performance.now();
+  #probe?: Promise<void>;
+  #probeArmedAt = 0;
   /** Waits for the answer of the node this one joins. */
   joinAnswer?: PromiseWithResolvers<void>;
 
@@ -320,18 +320,25 @@ class NodeShell {
   }
 
   /**
-   * Lets the event loop run (accepts, other links' reads, timers): a link
-   * whose data keeps arriving is otherwise read again and again in one turn.
+   * Fairness: a link whose data keeps arriving would otherwise be read again
+   * and again within one event-loop turn (reads complete at once), starving
+   * accepts, other links and timers. Every 64 frames a link asks; the first
+   * asker arms a zero timer (the probe) and notes the time. If the probe has
+   * still not fired 2 ms later, the event loop has not turned: the asker waits
+   * for it. An idle loop fires the probe at once, so this costs nothing then.
    */
-  #nextTurn(): Promise<void> {
-    this.#turn ??= new Promise<void>((resolve) =>
+  #mustYield(): Promise<void> | undefined {
+    if (this.#probe === undefined) {
+      const probe = Promise.withResolvers<void>();
+      this.#probe = probe.promise;
+      this.#probeArmedAt = performance.now();
       setTimeout(() => {
-        this.#turn = undefined;
-        this.#turnStarted = performance.now();
-        resolve();
-      }, 0)
-    );
-    return this.#turn;
+        this.#probe = undefined;
+        probe.resolve();
+      }, 0);
+      return undefined;
+    }
+    return performance.now() - this.#probeArmedAt > TURN_BUDGET_MS ? this.#probe : undefined;
   }
 
   /** Resolves when `link` may be read again (at once, mostly). */
@@ -364,9 +371,7 @@ class NodeShell {
       for await (const frame of receiveFrames(connection, decoder)) {
         this.router.receive(link.id, frame);
         if (this.clients.wait || this.servers.wait) await this.#mayRead(link);
-        if ((++frames & 63) === 0 && performance.now() - this.#turnStarted > TURN_BUDGET_MS) {
-          await this.#nextTurn();
-        }
+        if ((++frames & 63) === 0) await this.#mustYield();
       }
     } catch (error) {
       // Only the link this node dialled has no read policy: its framing errors arrive here.
