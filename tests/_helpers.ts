@@ -400,3 +400,15 @@ export function fuzzDecoder(
     { numRuns: options.runs ?? 1000 },
   );
 }
+
+/** Typed lines as the bytes of a piped stdin (each line gets its `\n`). */
+export function typedInput(
+  lines: AsyncIterable<string> | Iterable<string>,
+): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  return ReadableStream.from(
+    (async function* () {
+      for await (const line of lines) yield encoder.encode(`${line}\n`);
+    })(),
+  );
+}
