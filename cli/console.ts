@@ -255,6 +255,7 @@ export class ClientConsole {
       Deno.addSignalListener("SIGWINCH", this.#resize);
     }
     void this.#readKeys(input ?? Deno.stdin.readable);
+    this.#draw();
   }
 
   async #readKeys(input: ReadableStream<Uint8Array>): Promise<void> {
