@@ -8,7 +8,7 @@
  * @example
  * ```ts
  * import { serveTimestamp } from "./mod.ts";
- * await using server = serveTimestamp({ port: 0 });
+ * await using server = await serveTimestamp({ port: 0 });
  * console.assert(server.addr.transport === "tcp");
  * ```
  *
@@ -22,6 +22,7 @@ export * from "./protocols/channel.ts";
 export * from "./protocols/eurechat.ts";
 export * from "./protocols/im.ts";
 export * from "./protocols/crc.ts";
+export * from "./protocols/names.ts";
 export { type Server } from "./net/serve.ts";
 export { serveTimestamp, type TimestampOptions } from "./servers/timestamp.ts";
 export {

@@ -57,13 +57,13 @@ export async function startAll(options: StartAllOptions = {}): Promise<StartedSe
   const started: StartedServer[] = [];
   const run = `deno run --allow-net`;
   try {
-    const tcp = serveTimestamp({ transport: "tcp", hostname, port: port(21567) });
+    const tcp = await serveTimestamp({ transport: "tcp", hostname, port: port(21567) });
     started.push({
       name: "timestamp (tcp)",
       server: tcp,
       client: `${run} clients/timestamp.ts --host ${hostname} --port ${portOf(tcp)}`,
     });
-    const udp = serveTimestamp({ transport: "udp", hostname, port: port(21567) });
+    const udp = await serveTimestamp({ transport: "udp", hostname, port: port(21567) });
     started.push({
       name: "timestamp (udp)",
       server: udp,
@@ -72,7 +72,7 @@ export async function startAll(options: StartAllOptions = {}): Promise<StartedSe
           portOf(udp)
         }`,
     });
-    const unix = serveTimestamp({ transport: "unix", path: options.timestampPath });
+    const unix = await serveTimestamp({ transport: "unix", path: options.timestampPath });
     started.push({
       name: "timestamp (unix)",
       server: unix,

@@ -20,8 +20,21 @@ import {
   channelTextBytes,
   encodeChannelFrame,
 } from "../protocols/channel.ts";
-import { readFrames } from "../protocols/frames.ts";
-import { type CommandSpec, runCommand, UsageError } from "../cli/command.ts";
+import {
+  type CommandSpec,
+  runCommand,
+  TLS_CLIENT_FLAGS,
+  tlsClientOptions,
+  tlsFailure,
+  UsageError,
+} from "../cli/command.ts";
+import { Connection } from "../net/connection.ts";
+import {
+  connectWithTimeout,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  type TlsDialOptions,
+} from "../net/dial.ts";
+import { receiveFrames } from "../net/framing.ts";
 import { ClientConsole, consoleFlags, withClientFlags } from "../cli/console.ts";
 import { type Line, tone, visible } from "../cli/render.ts";
 import { stdoutScreen } from "../cli/terminal.ts";
@@ -37,7 +50,7 @@ export const CHANNEL_WIPE = "\r    \r";
 export interface ChannelClient {
   /** Sends one message (padded to 200 bytes); throws `RangeError` if it does not fit. */
   send(text: string): Promise<void>;
-  /** Every message from the server, until it disconnects (a reset or a bad frame throws). */
+  /** Every message from the server, until it disconnects or resets; a bad frame throws. */
   messages(): AsyncGenerator<string>;
   /** Closes the connection. */
   close(): void;
@@ -63,9 +76,9 @@ export async function connectChannel(
   name: string,
   hostname: string,
   port: number,
+  tls?: TlsDialOptions,
 ): Promise<ChannelClient> {
-  const conn = await Deno.connect({ hostname, port });
-  conn.setNoDelay(true);
+  const conn = await connectWithTimeout(hostname, port, DEFAULT_CONNECT_TIMEOUT_MS, tls);
   let closed = false;
   const close = () => {
     if (closed) return;
@@ -83,7 +96,7 @@ export async function connectChannel(
   }
   return {
     send: (text) => write(encodeChannelFrame(text)),
-    messages: () => readFrames(conn.readable, new ChannelDecoder()),
+    messages: () => receiveFrames(new Connection(conn), new ChannelDecoder()),
     close,
     [Symbol.dispose]: close,
   };
@@ -184,7 +197,7 @@ export const CHANNEL_CLIENT_COMMAND: CommandSpec = withClientFlags({
   usage: "NAME HOST PORT",
   summary:
     "Channel chat client. Type /create NAME, /join NAME, /list, /help, or a message to your channel.",
-  flags: { help: { type: "boolean", description: "show this help and exit" } },
+  flags: { ...TLS_CLIENT_FLAGS, help: { type: "boolean", description: "show this help and exit" } },
 });
 
 /** Runs the client from command-line arguments. */
@@ -206,10 +219,11 @@ export async function main(args: readonly string[]): Promise<void> {
     });
     let client: ChannelClient;
     try {
-      client = await connectChannel(name, host, Number(portText));
-    } catch {
+      client = await connectChannel(name, host, Number(portText), tlsClientOptions(values));
+    } catch (error) {
       out.close();
-      stdoutScreen.write(`${visible(CHANNEL_TEXTS.unableToConnect(host, portText))}\n`);
+      const text = `${CHANNEL_TEXTS.unableToConnect(host, portText)}${tlsFailure(error)}`;
+      stdoutScreen.write(`${visible(text)}\n`);
       Deno.exit(1);
     }
     const end = await runChannelSession(client, { console: out });

@@ -15,14 +15,28 @@
 
 import { CrcDecoder, type CrcMessage, encodeCrc } from "../protocols/crc.ts";
 import { isFrameError } from "../protocols/errors.ts";
-import { readFrames } from "../protocols/frames.ts";
-import { type CommandSpec, intValue, portValue, runCommand, UsageError } from "../cli/command.ts";
+import {
+  type CommandSpec,
+  intValue,
+  portValue,
+  runCommand,
+  TLS_CLIENT_FLAGS,
+  tlsClientOptions,
+  tlsFailure,
+  UsageError,
+} from "../cli/command.ts";
+import { Connection } from "../net/connection.ts";
+import {
+  connectWithTimeout,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  type TlsDialOptions,
+} from "../net/dial.ts";
+import { receiveFrames } from "../net/framing.ts";
 import { CRC_PORT, CRC_STATUS, randomCrcId } from "../protocols/crc.ts";
 import { ClientConsole, consoleFlags, withClientFlags } from "../cli/console.ts";
 import { type Line, tone } from "../cli/render.ts";
 import { exitAfter, runSession, type SessionEnd } from "../cli/session.ts";
 import { printError } from "../cli/terminal.ts";
-import { isConnectionGone } from "../net/dial.ts";
 import { writeAll } from "../net/bytes.ts";
 
 /** A user the client knows is connected. */
@@ -67,6 +81,8 @@ export interface CrcClientOptions {
   username: string;
   /** Info text. */
   info?: string;
+  /** Connect with TLS (`--tls`, `--ca`). */
+  tls?: TlsDialOptions;
   /** Called for every message, before the client's state is updated by it (a quit can still name its user). */
   onMessage?: (message: CrcMessage, client: CrcClient) => void;
 }
@@ -87,22 +103,22 @@ export class CrcClient {
   readonly closed: Promise<void>;
   /** Set when the node sent bytes that do not frame (the connection was then closed). */
   frameError?: Error;
-  readonly #conn: Deno.TcpConn;
+  readonly #conn: Deno.Conn;
   #done = false;
 
-  private constructor(conn: Deno.TcpConn, options: CrcClientOptions, id: number) {
+  private constructor(conn: Deno.Conn, options: CrcClientOptions, id: number) {
     this.#conn = conn;
     this.id = id;
     this.username = options.username;
     this.closed = (async () => {
       try {
-        for await (const m of readFrames(conn.readable, new CrcDecoder())) {
+        for await (const m of receiveFrames(new Connection(conn), new CrcDecoder())) {
           options.onMessage?.(m, this);
           this.#apply(m);
         }
       } catch (error) {
-        if (isFrameError(error)) this.frameError = error;
-        else if (!isConnectionGone(error)) throw error;
+        if (!isFrameError(error)) throw error;
+        this.frameError = error;
       } finally {
         this.close();
       }
@@ -131,11 +147,12 @@ export class CrcClient {
       name: options.username,
       info: options.info ?? "",
     });
-    const conn = await Deno.connect({
-      hostname: options.hostname ?? "127.0.0.1",
-      port: options.port ?? CRC_PORT,
-    });
-    conn.setNoDelay(true);
+    const conn = await connectWithTimeout(
+      options.hostname ?? "127.0.0.1",
+      options.port ?? CRC_PORT,
+      DEFAULT_CONNECT_TIMEOUT_MS,
+      options.tls,
+    );
     const client = new CrcClient(conn, options, id);
     await client.#write(registration);
     return client;
@@ -309,6 +326,7 @@ export const CRC_CLIENT_COMMAND: CommandSpec = withClientFlags({
     },
     username: { type: "string", value: "NAME", description: "your name" },
     info: { type: "string", default: "", value: "TEXT", description: "information about you" },
+    ...TLS_CLIENT_FLAGS,
     help: { type: "boolean", description: "show this help and exit" },
   },
 });
@@ -331,6 +349,7 @@ function crcFlags(values: Record<string, string | boolean | undefined>) {
     port: portValue(values.serverport, "serverport"),
     username: String(values.username),
     info: String(values.info),
+    tls: tlsClientOptions(values),
   };
 }
 
@@ -357,8 +376,8 @@ export async function main(args: readonly string[]): Promise<void> {
           if (line !== undefined) out.print(line, { received: true });
         },
       });
-    } catch {
-      printError(`Unable to connect to ${options.hostname}:${options.port}`);
+    } catch (error) {
+      printError(`Unable to connect to ${options.hostname}:${options.port}${tlsFailure(error)}`);
       Deno.exit(1);
     }
     const end = await runCrcSession(client, out);

@@ -21,16 +21,20 @@ import {
   payloadText,
 } from "../protocols/eurechat.ts";
 import { isFrameError } from "../protocols/errors.ts";
-import { readFrames } from "../protocols/frames.ts";
-import type { Connection } from "../net/connection.ts";
-import { connectWithTimeout, isConnectionGone } from "../net/dial.ts";
-import { type Server, serveStream } from "../net/serve.ts";
+import { Connection } from "../net/connection.ts";
+import { connectWithTimeout, isConnectionGone, type TlsDialOptions } from "../net/dial.ts";
+import { receiveFrames } from "../net/framing.ts";
+import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
 import { writeAll } from "../net/bytes.ts";
 import {
   type CommandSpec,
+  millisecondsFromSeconds,
   portValue,
   runCommand,
-  secondsValue,
+  TLS_CLIENT_FLAGS,
+  TLS_SERVER_FLAGS,
+  tlsClientOptions,
+  tlsServerFiles,
   UsageError,
 } from "../cli/command.ts";
 import { ClientConsole, consoleFlags, withClientFlags } from "../cli/console.ts";
@@ -63,7 +67,7 @@ export class DirectoryError extends Error {
 
 /** A session with the directory server. Requests are answered in order. */
 export class DirectoryClient {
-  readonly #conn: Deno.TcpConn;
+  readonly #conn: Deno.Conn;
   readonly #messages: EurechatMessage[] = [];
   #waiters: (() => void)[] = [];
   #ended = false;
@@ -75,18 +79,18 @@ export class DirectoryClient {
   /** Set when the directory sent bytes that do not frame (the session is then over). */
   frameError?: Error;
 
-  private constructor(conn: Deno.TcpConn) {
+  private constructor(conn: Deno.Conn) {
     this.#conn = conn;
     const decoder = new EurechatDecoder({ maxPayloadBytes: EURECHAT_CLIENT_MAX_PAYLOAD_BYTES });
     this.#loop = (async () => {
       try {
-        for await (const message of readFrames(conn.readable, decoder)) {
+        for await (const message of receiveFrames(new Connection(conn), decoder)) {
           this.#messages.push(message);
           this.#wake();
         }
       } catch (error) {
-        if (isFrameError(error)) this.frameError = error;
-        else if (!isConnectionGone(error)) throw error; // closed or reset: the session is over
+        if (!isFrameError(error)) throw error;
+        this.frameError = error;
       }
       this.#ended = true;
       this.#wake();
@@ -95,7 +99,7 @@ export class DirectoryClient {
   }
 
   /**
-   * Connects to a directory server.
+   * Connects to a directory server (with TLS when `tls` is given).
    *
    * @example
    * ```ts
@@ -107,8 +111,13 @@ export class DirectoryClient {
    * console.assert((await client.query()).length === 0);
    * ```
    */
-  static async connect(hostname: string, port: number, timeoutMs = 5000): Promise<DirectoryClient> {
-    return new DirectoryClient(await connectWithTimeout(hostname, port, timeoutMs));
+  static async connect(
+    hostname: string,
+    port: number,
+    timeoutMs = 5000,
+    tls?: TlsDialOptions,
+  ): Promise<DirectoryClient> {
+    return new DirectoryClient(await connectWithTimeout(hostname, port, timeoutMs, tls));
   }
 
   #wake() {
@@ -183,8 +192,9 @@ export class DirectoryClient {
 export function connectDirectory(
   hostname: string,
   port = DIRECTORY_PORT,
+  tls?: TlsDialOptions,
 ): Promise<DirectoryClient> {
-  return DirectoryClient.connect(hostname, port);
+  return DirectoryClient.connect(hostname, port, undefined, tls);
 }
 
 /** Options of {@link servePeer}. */
@@ -195,6 +205,8 @@ export interface PeerListenerOptions {
   port?: number;
   /** Called for every incoming chat. */
   onMessage: (sender: string, text: string) => void;
+  /** Speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
 }
 
 /**
@@ -203,43 +215,31 @@ export interface PeerListenerOptions {
  */
 export function servePeer(options: PeerListenerOptions): Server {
   return serveStream(
-    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? 0 },
+    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? 0, tls: options.tls },
     async (c: Connection) => {
-      const decoder = new EurechatDecoder();
-      for await (const chunk of c.chunks()) {
-        let messages: EurechatMessage[];
-        try {
-          messages = decoder.decode(chunk);
-        } catch (error) {
-          if (!isFrameError(error)) throw error;
-          c.send(encodeEurechat("ERR", [], error.message));
-          return await c.end();
-        }
-        for (const m of messages) {
-          if (m.type === "PING") c.send(encodeEurechat("PONG"));
-          else if (m.type === "MESSAGE" && m.args.length === 1) {
-            options.onMessage(
-              m.args[0],
-              payloadText(m),
-            );
-          } else {
-            c.send(encodeEurechat("ERR", [], `I did not understand the message ${m.type}`));
-            return await c.end();
-          }
+      for await (const m of receiveFrames(c, new EurechatDecoder())) {
+        if (m.type === "PING") c.send(encodeEurechat("PONG"));
+        else if (m.type === "MESSAGE" && m.args.length === 1) {
+          options.onMessage(m.args[0], payloadText(m));
+        } else {
+          c.send(encodeEurechat("ERR", [], `I did not understand the message ${m.type}`));
+          return;
         }
       }
     },
+    { onFrameError: (error) => encodeEurechat("ERR", [], error.message) },
   );
 }
 
-/** Sends one chat straight to a peer: `MESSAGE <len> <sender>\n<text>`. */
+/** Sends one chat straight to a peer: `MESSAGE <len> <sender>\n<text>` (with TLS when `tls` is given). */
 export async function sendPeerMessage(
   peer: PeerEntry,
   sender: string,
   text: string,
   timeoutMs = 5000,
+  tls?: TlsDialOptions,
 ): Promise<void> {
-  const conn = await connectWithTimeout(peer.addr, peer.port, timeoutMs);
+  const conn = await connectWithTimeout(peer.addr, peer.port, timeoutMs, tls);
   try {
     await writeAll(conn, encodeEurechat("MESSAGE", [sender], text));
   } finally {
@@ -257,6 +257,8 @@ export interface EurechatSessionOptions {
   console: ClientConsole;
   /** How often to touch the directory so its idle timeout never fires, ms (default 10 s). */
   keepaliveMs?: number;
+  /** Send to peers with TLS (`--tls`, `--ca`). */
+  peerTls?: TlsDialOptions;
 }
 
 /** The help text of the interactive client. */
@@ -292,7 +294,7 @@ async function eurechatCommand(options: EurechatSessionOptions, line: string): P
   const [peer] = await directory.query(name);
   if (!peer) return out.print([tone.error(`${name} is not online`)]);
   try {
-    await sendPeerMessage(peer, user, text);
+    await sendPeerMessage(peer, user, text, undefined, options.peerTls);
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
     return out.print([tone.error(`Cannot reach ${name} at ${peer.addr}:${peer.port}: ${why}`)]);
@@ -408,6 +410,16 @@ export const EURECHAT_CLIENT_COMMAND: CommandSpec = withClientFlags({
       value: "SECONDS",
       description: "how often to touch the directory session",
     },
+    tls: {
+      ...TLS_CLIENT_FLAGS.tls,
+      description: "reach the directory and other peers with TLS (plain TCP otherwise)",
+    },
+    ca: TLS_CLIENT_FLAGS.ca,
+    "tls-cert": {
+      ...TLS_SERVER_FLAGS["tls-cert"],
+      description: "peers reach you with TLS only, with this PEM certificate chain",
+    },
+    "tls-key": TLS_SERVER_FLAGS["tls-key"],
     help: { type: "boolean", description: "show this help and exit" },
   },
 });
@@ -438,7 +450,9 @@ export async function main(args: readonly string[]): Promise<void> {
     const listenPort = portValue(values.port);
     const dirHost = String(values["directory-host"]);
     const dirPort = portValue(values["directory-port"], "directory-port");
-    const keepaliveMs = secondsValue(values.keepalive, "keepalive");
+    const keepaliveMs = millisecondsFromSeconds(values.keepalive, "keepalive");
+    const tls = tlsClientOptions(values);
+    const peerCertificate = tlsServerFiles(values);
     const out = new ClientConsole({ ...consoleFlags(values) });
     const password = values.password === undefined
       ? await out.ask("Password: ", { hidden: true })
@@ -448,6 +462,7 @@ export async function main(args: readonly string[]): Promise<void> {
       Deno.exit(0);
     }
     const listener = servePeer({
+      tls: peerCertificate,
       hostname: host,
       port: listenPort,
       onMessage: (sender, text) => {
@@ -462,7 +477,7 @@ export async function main(args: readonly string[]): Promise<void> {
     };
     let directory: DirectoryClient;
     try {
-      directory = await connectDirectory(dirHost, dirPort);
+      directory = await connectDirectory(dirHost, dirPort, tls);
     } catch (error) {
       const why = error instanceof Error ? error.message : error;
       return await quit(1, `Unable to connect to the directory at ${dirHost}:${dirPort}: ${why}`);
@@ -479,7 +494,13 @@ export async function main(args: readonly string[]): Promise<void> {
       return await quit(1, `Directory: ${refused}`);
     }
     out.print(`Logged in as ${user}, reachable at ${advertise}:${port}. Type /help for commands.`);
-    const end = await runEurechatSession({ user, directory, console: out, keepaliveMs });
+    const end = await runEurechatSession({
+      user,
+      directory,
+      console: out,
+      keepaliveMs,
+      peerTls: tls,
+    });
     await listener.shutdown();
     exitAfter(out, end, `The directory at ${dirHost}:${dirPort} closed the session`);
   });

@@ -26,8 +26,22 @@ import {
   type ImServerMessage,
   parseImLine,
 } from "../protocols/im.ts";
-import { readFrames } from "../protocols/frames.ts";
-import { type CommandSpec, portValue, runCommand, UsageError } from "../cli/command.ts";
+import {
+  type CommandSpec,
+  portValue,
+  runCommand,
+  TLS_CLIENT_FLAGS,
+  tlsClientOptions,
+  tlsFailure,
+  UsageError,
+} from "../cli/command.ts";
+import { Connection } from "../net/connection.ts";
+import {
+  connectWithTimeout,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  type TlsDialOptions,
+} from "../net/dial.ts";
+import { receiveFrames } from "../net/framing.ts";
 import { ClientConsole, consoleFlags, withClientFlags } from "../cli/console.ts";
 import { type Line, tone } from "../cli/render.ts";
 import { exitAfter, runSession, type SessionEnd, sessionEndOf } from "../cli/session.ts";
@@ -71,9 +85,12 @@ export interface ImClient {
  * console.assert(first.value?.command === "ONLINE_USERS");
  * ```
  */
-export async function connectIm(hostname: string, port = IM_PORT): Promise<ImClient> {
-  const conn = await Deno.connect({ hostname, port });
-  conn.setNoDelay(true);
+export async function connectIm(
+  hostname: string,
+  port = IM_PORT,
+  tls?: TlsDialOptions,
+): Promise<ImClient> {
+  const conn = await connectWithTimeout(hostname, port, DEFAULT_CONNECT_TIMEOUT_MS, tls);
   let closed = false;
   const close = () => {
     if (closed) return;
@@ -88,7 +105,7 @@ export async function connectIm(hostname: string, port = IM_PORT): Promise<ImCli
     },
     async *messages() {
       const decoder = new ImLineDecoder({ maxLineBytes: IM_CLIENT_MAX_LINE_BYTES });
-      for await (const line of readFrames(conn.readable, decoder)) {
+      for await (const line of receiveFrames(new Connection(conn), decoder)) {
         let m: ImMessage;
         try {
           m = parseImLine(line);
@@ -378,6 +395,7 @@ export const IM_CLIENT_COMMAND: CommandSpec = withClientFlags({
     },
     host: { type: "string", default: "127.0.0.1", value: "HOST", description: "server host" },
     port: { type: "string", default: String(IM_PORT), value: "PORT", description: "server port" },
+    ...TLS_CLIENT_FLAGS,
     help: { type: "boolean", description: "show this help and exit" },
   },
   epilog: IM_HELP,
@@ -393,9 +411,9 @@ export async function main(args: readonly string[]): Promise<void> {
     const out = new ClientConsole({ ...consoleFlags(values) });
     let client: ImClient;
     try {
-      client = await connectIm(host, port);
-    } catch {
-      printError(`Unable to connect to ${host}:${port}`);
+      client = await connectIm(host, port, tlsClientOptions(values));
+    } catch (error) {
+      printError(`Unable to connect to ${host}:${port}${tlsFailure(error)}`);
       Deno.exit(1);
     }
     const closedText = `Server at ${host}:${port} has disconnected`;

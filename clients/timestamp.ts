@@ -12,11 +12,26 @@
  * @module
  */
 
-import { choiceValue, type CommandSpec, portValue, runCommand } from "../cli/command.ts";
+import {
+  choiceValue,
+  type CommandSpec,
+  portValue,
+  runCommand,
+  TLS_CLIENT_FLAGS,
+  tlsClientOptions,
+  UsageError,
+} from "../cli/command.ts";
 import { ClientConsole, consoleFlags, withClientFlags } from "../cli/console.ts";
 import { exitAfter, runSession, type SessionEnd } from "../cli/session.ts";
 import { printError } from "../cli/terminal.ts";
-import { ByteQueue, type FrameDecoder, readFrames } from "../protocols/frames.ts";
+import { ByteQueue, type FrameDecoder } from "../protocols/frames.ts";
+import { Connection } from "../net/connection.ts";
+import {
+  connectWithTimeout,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  type TlsDialOptions,
+} from "../net/dial.ts";
+import { receiveFrames } from "../net/framing.ts";
 import {
   TIMESTAMP_PORT,
   TIMESTAMP_SOCKET_PATH,
@@ -25,7 +40,6 @@ import {
 } from "../protocols/timestamp.ts";
 
 import { writeAll } from "../net/bytes.ts";
-import { isConnectionGone } from "../net/dial.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -43,6 +57,8 @@ export interface TimestampClientOptions {
   port?: number;
   /** Socket path (Unix). */
   path?: string;
+  /** TCP only: connect with TLS (`--tls`, `--ca`). */
+  tls?: TlsDialOptions;
 }
 
 /** A connection to a timestamp server. */
@@ -107,7 +123,7 @@ export async function connectTimestamp(
   }
   const conn = transport === "unix"
     ? await Deno.connect({ transport: "unix", path: options.path ?? TIMESTAMP_SOCKET_PATH })
-    : await Deno.connect({ hostname, port });
+    : await connectWithTimeout(hostname, port, DEFAULT_CONNECT_TIMEOUT_MS, options.tls);
   if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
   return streamClient(conn);
 }
@@ -145,12 +161,10 @@ function streamClient(conn: Deno.Conn): TimestampClient {
   };
   const closed = (async () => {
     try {
-      for await (const line of readFrames(conn.readable, new ReplyLineDecoder())) {
+      for await (const line of receiveFrames(new Connection(conn), new ReplyLineDecoder())) {
         replies.push(line);
         wake();
       }
-    } catch (error) {
-      if (!isConnectionGone(error)) throw error; // a reply line over the limit: the caller hears it
     } finally {
       ended = true;
       wake();
@@ -221,6 +235,7 @@ export const TIMESTAMP_CLIENT_COMMAND: CommandSpec = withClientFlags({
       description: "socket path (unix)",
       aliases: ["socket", "socket-path"],
     },
+    ...TLS_CLIENT_FLAGS,
     help: { type: "boolean", description: "show this help and exit" },
   },
 });
@@ -232,6 +247,8 @@ export async function main(args: readonly string[]): Promise<void> {
     const port = portValue(values.port);
     const host = String(values.host);
     const where = transport === "unix" ? String(values.path) : `${host}:${port}`;
+    const tls = tlsClientOptions(values);
+    if (tls && transport !== "tcp") throw new UsageError("--tls needs --transport tcp");
     const out = new ClientConsole({
       ...consoleFlags(values),
       prompt: "> ",
@@ -245,6 +262,7 @@ export async function main(args: readonly string[]): Promise<void> {
         hostname: host,
         port,
         path: String(values.path),
+        tls,
       });
     } catch (error) {
       printError(

@@ -8,6 +8,7 @@
 import { getLogger, type Logger } from "@logtape/logtape";
 import { concatBytes, writeAll } from "./bytes.ts";
 import { formatAddr } from "./address.ts";
+import type { ReadPolicy } from "./framing.ts";
 
 /** First size of a connection's read buffer; it grows while reads fill it. */
 export const INITIAL_READ_BYTES = 1024;
@@ -21,6 +22,12 @@ export interface ConnectionOptions {
   maxQueueBytes?: number;
   /** Where queue overflows and write failures are logged. */
   logger?: Logger;
+  /**
+   * How {@link receiveFrames} treats this connection's bad input and time
+   * limits; `serveStream` sets its server's policy on every accepted
+   * connection. Without one (a dialled connection) a framing error is thrown.
+   */
+  policy?: ReadPolicy;
 }
 
 /**
@@ -44,6 +51,19 @@ export class Connection {
   #closed = false;
   #logger: Logger;
   #drainWaiters: (() => void)[] = [];
+  #ending = false;
+  /** The read policy (see {@link ConnectionOptions.policy}). */
+  readonly policy?: ReadPolicy;
+  /**
+   * Clock marks kept by the read path and checked by the server's deadline
+   * sweep, in `performance.now()` milliseconds: when the first byte of the
+   * frame now being received arrived (-1 while no partial frame is held)...
+   */
+  frameStartedAt = -1;
+  /** ...when the last complete message arrived (or the connection opened)... */
+  lastMessageAt: number = performance.now();
+  /** ...and the time by which it must register (Infinity once registered, or without a limit). */
+  registerBy = Infinity;
 
   /** Wraps `conn`; TCP connections get `setNoDelay(true)`. */
   constructor(conn: Deno.Conn, options: ConnectionOptions = {}) {
@@ -51,6 +71,7 @@ export class Connection {
     this.remoteAddr = conn.remoteAddr;
     this.#maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
     this.#logger = options.logger ?? getLogger(["parley", "net"]);
+    this.policy = options.policy;
     if ("setNoDelay" in conn) {
       try {
         (conn as Deno.TcpConn).setNoDelay(true);
@@ -61,6 +82,36 @@ export class Connection {
   /** True once the connection was closed by this side or failed. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** True once {@link Connection.end} was called (or it is closed): no more input is read. */
+  get ending(): boolean {
+    return this.#ending || this.#closed;
+  }
+
+  /** The logger this connection reports to. */
+  get logger(): Logger {
+    return this.#logger;
+  }
+
+  /**
+   * Marks the connection registered (SPEC 6.2): the server's
+   * `--register-timeout` no longer applies to it.
+   *
+   * @example
+   * ```ts
+   * import { serveStream } from "./serve.ts";
+   * import { receiveFrames } from "./framing.ts";
+   * import { ImLineDecoder } from "../protocols/im.ts";
+   * await using server = serveStream({ port: 0 }, async (connection) => {
+   *   for await (const line of receiveFrames(connection, new ImLineDecoder())) {
+   *     if (line.startsWith("REGISTER ")) connection.registered();
+   *   }
+   * }, { registerTimeoutMs: 10_000 });
+   * ```
+   */
+  registered(): void {
+    this.registerBy = Infinity;
   }
 
   /**
@@ -125,6 +176,7 @@ export class Connection {
   /** Writes what is queued (waiting at most `timeoutMs`), then closes. */
   async end(timeoutMs = 1000): Promise<void> {
     if (this.#closed) return;
+    this.#ending = true;
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       this.drain(),

@@ -204,6 +204,11 @@ export class CrcDecoder implements FrameDecoder<CrcMessage> {
     return this.#frames.decode(chunk).map((f) => f.message);
   }
 
+  /** Bytes of a partial message held (0 at a boundary). */
+  get buffered(): number {
+    return this.#frames.buffered;
+  }
+
   /** Throws a `FrameError` if a partial message is buffered. */
   end(): void {
     this.#frames.end();
@@ -274,6 +279,11 @@ export class CrcFrameDecoder implements FrameDecoder<CrcFrame> {
       out.push({ message: parse(bytes), bytes });
     }
     return out;
+  }
+
+  /** Bytes of a partial message held (0 at a boundary). */
+  get buffered(): number {
+    return this.#queue.length;
   }
 
   /** Throws a `FrameError` if a partial message is buffered. */

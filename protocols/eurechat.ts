@@ -200,6 +200,11 @@ export class EurechatDecoder implements FrameDecoder<EurechatMessage> {
     return { type, args, length };
   }
 
+  /** Bytes of a partial message held (0 at a boundary). */
+  get buffered(): number {
+    return this.#queue.length + (this.#pending ? 1 : 0);
+  }
+
   /** Throws a `FrameError` if a partial message is buffered. */
   end(): void {
     if (this.#pending || this.#queue.length > 0) {

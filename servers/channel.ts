@@ -42,16 +42,19 @@ import {
 } from "../protocols/channel.ts";
 import type { Connection } from "../net/connection.ts";
 import { formatAddr } from "../net/address.ts";
-import { type Server, serveStream } from "../net/serve.ts";
+import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
 import {
   type CommandSpec,
   portValue,
   runCommand,
   SERVER_FLAGS,
   serverBasics,
+  TLS_SERVER_FLAGS,
   UsageError,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
+import { ChannelCluster } from "./_channel_cluster.ts";
+import { CLUSTER_FLAGS, clusterValues, NO_CONNECTION } from "./_cluster.ts";
 
 /** Options of {@link serveChannel}. */
 export interface ChannelServerOptions {
@@ -61,10 +64,23 @@ export interface ChannelServerOptions {
   port?: number;
   /** Send-queue limit per connection (default 1 MiB). */
   maxQueueBytes?: number;
+  /** Speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
+  /** NATS URLs: join the cluster of instances that share them (SPEC.md 8.2). */
+  nats?: string[];
+  /** A cluster peer silent this long has lost its members, ms (default 5 s). */
+  clusterTimeoutMs?: number;
+}
+
+/** A running channel server; in a cluster it also tells which peers it hears. */
+export interface ChannelServer extends Server {
+  /** Ids of the cluster peers heard within the timeout (empty without `--nats`). */
+  clusterPeers(): string[];
 }
 
 interface Member {
-  connection: Connection;
+  /** A peer instance's member (mirrored by the cluster) has {@link NO_CONNECTION}. */
+  connection: Pick<Connection, "send">;
   name: string;
   channel?: Set<Member>;
 }
@@ -81,7 +97,7 @@ const logger = getLogger(["parley", "channel"]);
  * console.assert((server.addr as Deno.NetAddr).port > 0);
  * ```
  */
-export function serveChannel(options: ChannelServerOptions = {}): Server {
+export function serveChannel(options: ChannelServerOptions = {}): ChannelServer {
   /** Channels by name, in creation order; each is the set of its members. */
   const channels = new Map<string, Set<Member>>();
 
@@ -109,6 +125,23 @@ export function serveChannel(options: ChannelServerOptions = {}): Server {
     member.channel = channel;
   };
 
+  const cluster = options.nats
+    ? new ChannelCluster<Member>(
+      { servers: options.nats, timeoutMs: options.clusterTimeoutMs ?? 5000, logger },
+      {
+        remoteMember: (name) => ({ connection: NO_CONNECTION, name }),
+        enter: (member, name) => {
+          let channel = channels.get(name);
+          if (!channel) channels.set(name, channel = new Set());
+          if (channel !== member.channel) enter(member, channel);
+        },
+        leave,
+        chat: (member, frame) => member.channel && broadcast(member.channel, frame, member),
+      },
+    )
+    : undefined;
+  const listed = () => cluster?.order([...channels.keys()]) ?? [...channels.keys()];
+
   const handle = (member: Member, text: string) => {
     const command = parseChannelCommand(text);
     switch (command.kind) {
@@ -120,13 +153,17 @@ export function serveChannel(options: ChannelServerOptions = {}): Server {
         if (!frame) {
           return sendText(member, CHANNEL_SERVER_TEXTS.chatTooLong(channelTextBytes(line)));
         }
-        return broadcast(member.channel, frame, member);
+        broadcast(member.channel, frame, member);
+        return cluster?.chatted(member, line);
       }
       case "join": {
         if (command.channel === "") return sendText(member, CHANNEL_TEXTS.joinRequiresName);
         const channel = channels.get(command.channel);
         if (!channel) return sendText(member, CHANNEL_TEXTS.noChannelExists(command.channel));
-        if (channel !== member.channel) enter(member, channel);
+        if (channel !== member.channel) {
+          enter(member, channel);
+          cluster?.entered(member, member.name, command.channel, false);
+        }
         return;
       }
       case "create": {
@@ -140,10 +177,10 @@ export function serveChannel(options: ChannelServerOptions = {}): Server {
         const channel = new Set<Member>();
         channels.set(command.channel, channel);
         enter(member, channel);
-        return;
+        return cluster?.entered(member, member.name, command.channel, true);
       }
       case "list":
-        for (const frame of listFrames([...channels.keys()])) member.connection.send(frame);
+        for (const frame of listFrames(listed())) member.connection.send(frame);
         return;
       case "invalid":
         return sendText(member, CHANNEL_TEXTS.invalidControlMessage(command.command));
@@ -151,7 +188,11 @@ export function serveChannel(options: ChannelServerOptions = {}): Server {
   };
 
   const server = serveStream(
-    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? CHANNEL_PORT },
+    {
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port ?? CHANNEL_PORT,
+      tls: options.tls,
+    },
     async (connection) => {
       const decoder = new ChannelDecoder();
       let member: Member | undefined;
@@ -181,13 +222,22 @@ export function serveChannel(options: ChannelServerOptions = {}): Server {
           if (connection.closed) break;
         }
       } finally {
-        if (member) leave(member);
+        if (member) {
+          leave(member);
+          cluster?.left(member);
+        }
       }
     },
     { logger, maxQueueBytes: options.maxQueueBytes },
   );
   logger.info("Listening on {addr}", { addr: formatAddr(server.addr) });
-  return server;
+  const clusterPeers = () => cluster?.link.peers() ?? [];
+  if (!cluster) return { ...server, clusterPeers };
+  const shutdown = async () => {
+    await server.shutdown();
+    await cluster.close();
+  };
+  return { ...server, shutdown, [Symbol.asyncDispose]: shutdown, clusterPeers };
 }
 
 /** The command-line interface of `servers/channel.ts`. */
@@ -202,6 +252,8 @@ export const CHANNEL_COMMAND: CommandSpec = {
       value: "PORT",
       description: "port (also the first positional argument); 0 picks one",
     },
+    ...TLS_SERVER_FLAGS,
+    ...CLUSTER_FLAGS,
     ...SERVER_FLAGS,
   },
 };
@@ -214,7 +266,8 @@ export async function main(args: readonly string[]): Promise<void> {
     }
     const port = portValue(positionals[0] ?? values.port);
     const basics = serverBasics(values);
-    await runServer(values, logger, () => serveChannel({ ...basics, port }));
+    const cluster = clusterValues(values);
+    await runServer(values, logger, () => serveChannel({ ...basics, ...cluster, port }));
   });
 }
 

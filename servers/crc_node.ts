@@ -25,9 +25,9 @@ import {
 } from "../protocols/crc.ts";
 import { isFrameError } from "../protocols/errors.ts";
 import { Connection } from "../net/connection.ts";
-import { connectWithTimeout } from "../net/dial.ts";
+import { connectWithTimeout, type TlsDialOptions } from "../net/dial.ts";
 import { formatAddr } from "../net/address.ts";
-import { type Server, serveStream } from "../net/serve.ts";
+import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
 import {
   type CommandSpec,
   intValue,
@@ -35,6 +35,9 @@ import {
   runCommand,
   SERVER_FLAGS,
   serverBasics,
+  TLS_CLIENT_FLAGS,
+  TLS_SERVER_FLAGS,
+  tlsClientOptions,
   UsageError,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
@@ -93,6 +96,10 @@ export interface CrcNodeOptions {
   maxQueueBytes?: number;
   /** Time allowed to reach `connectTo`, ms (default 5 s). */
   connectTimeoutMs?: number;
+  /** Speak TLS only on the node's port, with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
+  /** Reach `connectTo` over TLS (`--tls`, `--ca`). */
+  connectTls?: TlsDialOptions;
 }
 
 interface Link {
@@ -361,7 +368,7 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
   };
 
   const listener = serveStream(
-    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? CRC_PORT },
+    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? CRC_PORT, tls: options.tls },
     runLink,
     { logger, maxQueueBytes: options.maxQueueBytes },
   );
@@ -375,9 +382,14 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
   let outgoingConnection: Connection | undefined;
   if (options.connectTo) {
     const { hostname, port } = options.connectTo;
-    let conn: Deno.TcpConn;
+    let conn: Deno.Conn;
     try {
-      conn = await connectWithTimeout(hostname, port, options.connectTimeoutMs ?? 5000);
+      conn = await connectWithTimeout(
+        hostname,
+        port,
+        options.connectTimeoutMs ?? 5000,
+        options.connectTls,
+      );
     } catch (error) {
       await listener.shutdown();
       throw new Deno.errors.ConnectionRefused(
@@ -550,6 +562,9 @@ export const CRC_NODE_COMMAND: CommandSpec = {
       value: "FILE",
       description: "also append the log to this file (needs --allow-write)",
     },
+    ...TLS_SERVER_FLAGS,
+    tls: { ...TLS_CLIENT_FLAGS.tls, description: "join the network (--connect-to-*) with TLS" },
+    ca: TLS_CLIENT_FLAGS.ca,
     ...SERVER_FLAGS,
   },
 };
@@ -580,6 +595,7 @@ export async function main(args: readonly string[]): Promise<void> {
       },
       admin: values.admin === undefined ? undefined : hostPort(String(values.admin), "admin"),
       maxContentBytes: intValue(values["max-content"], "max-content", 1),
+      connectTls: tlsClientOptions(values),
     };
     const bytes = (text: string | undefined) => new TextEncoder().encode(text ?? "").length;
     if (bytes(options.name) > 255) throw new UsageError("--name is at most 255 bytes");

@@ -18,21 +18,24 @@ import { encodeEurechat, EurechatDecoder, type EurechatMessage } from "../protoc
 import { isFrameError } from "../protocols/errors.ts";
 import { readFrames } from "../protocols/frames.ts";
 import type { Connection } from "../net/connection.ts";
-import { connectWithTimeout } from "../net/dial.ts";
+import { connectWithTimeout, type TlsDialOptions } from "../net/dial.ts";
 import { formatAddr } from "../net/address.ts";
 import { IdleTimer } from "../net/timers.ts";
-import { type Server, serveStream } from "../net/serve.ts";
+import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
 import { writeAll } from "../net/bytes.ts";
 import { AccountStore, DEFAULT_HASH_COST, LoginThrottle } from "./_accounts.ts";
 import {
   choiceValue,
   type CommandSpec,
   intValue,
+  millisecondsFromSeconds,
   portValue,
   runCommand,
-  secondsValue,
   SERVER_FLAGS,
   serverBasics,
+  TLS_CLIENT_FLAGS,
+  TLS_SERVER_FLAGS,
+  tlsClientOptions,
   UsageError,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
@@ -82,6 +85,10 @@ export interface DirectoryOptions {
   maxPayloadBytes?: number;
   /** Send-queue limit per connection. */
   maxQueueBytes?: number;
+  /** Speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
+  /** Dial bound peers (liveness PING, BIND port test) with TLS (`--tls`, `--ca`). */
+  peerTls?: TlsDialOptions;
 }
 
 /** A running directory: a {@link Server} plus its bindings and the liveness sweep. */
@@ -166,7 +173,7 @@ export function serveDirectory(options: DirectoryOptions = {}): DirectoryServer 
         return false;
       }
       try {
-        const probe = await connectWithTimeout(addr, port, bindTimeout);
+        const probe = await connectWithTimeout(addr, port, bindTimeout, options.peerTls);
         probe.close();
       } catch (error) {
         logger.info("BIND port test of {addr}:{port} for {user} failed: {error}", {
@@ -277,7 +284,11 @@ export function serveDirectory(options: DirectoryOptions = {}): DirectoryServer 
   };
 
   const server = serveStream(
-    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? DIRECTORY_PORT },
+    {
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port ?? DIRECTORY_PORT,
+      tls: options.tls,
+    },
     session,
     {
       logger,
@@ -294,7 +305,7 @@ export function serveDirectory(options: DirectoryOptions = {}): DirectoryServer 
     const worker = async () => {
       while (next < snapshot.length) {
         const [name, binding] = snapshot[next++];
-        const alive = await pingPeer(binding.addr, binding.port, livenessTimeout);
+        const alive = await pingPeer(binding.addr, binding.port, livenessTimeout, options.peerTls);
         if (!alive.ok && bindings.get(name) === binding) {
           bindings.delete(name);
           removed.push(name);
@@ -357,13 +368,14 @@ export async function pingPeer(
   addr: string,
   port: number,
   timeoutMs: number,
+  tls?: TlsDialOptions,
 ): Promise<{ ok: true } | { ok: false; reason: string }> {
   const deadline = performance.now() + timeoutMs;
-  let conn: Deno.TcpConn | undefined;
+  let conn: Deno.Conn | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let timedOut = false;
   try {
-    conn = await connectWithTimeout(addr, port, timeoutMs);
+    conn = await connectWithTimeout(addr, port, timeoutMs, tls);
     const open = conn;
     // One deadline for the whole check: closing the socket ends a pending write or read.
     timer = setTimeout(() => {
@@ -479,6 +491,12 @@ export const DIRECTORY_COMMAND: CommandSpec = {
       value: "BYTES",
       description: "largest payload",
     },
+    ...TLS_SERVER_FLAGS,
+    tls: {
+      ...TLS_CLIENT_FLAGS.tls,
+      description: "PING bound peers (and test BIND ports) with TLS: for peers with --tls-cert",
+    },
+    ca: TLS_CLIENT_FLAGS.ca,
     ...SERVER_FLAGS,
   },
   epilog:
@@ -531,15 +549,16 @@ export async function main(args: readonly string[]): Promise<void> {
       signup: choiceValue(values.signup, "signup", ["open", "closed"] as const),
       hashCost: intValue(values["hash-cost"], "hash-cost", 1),
       maxLoginFailures: intValue(values["max-login-failures"], "max-login-failures", 1),
-      loginLockoutMs: secondsValue(values["login-lockout"], "login-lockout"),
-      idleTimeoutMs: secondsValue(values["idle-timeout"], "idle-timeout"),
-      bindTimeoutMs: secondsValue(values["bind-timeout"], "bind-timeout"),
+      loginLockoutMs: millisecondsFromSeconds(values["login-lockout"], "login-lockout"),
+      idleTimeoutMs: millisecondsFromSeconds(values["idle-timeout"], "idle-timeout"),
+      bindTimeoutMs: millisecondsFromSeconds(values["bind-timeout"], "bind-timeout"),
       allowAnyBind: Boolean(values["allow-any-bind"]),
-      livenessIntervalMs: secondsValue(values["liveness-interval"], "liveness-interval"),
-      livenessTimeoutMs: secondsValue(values["liveness-timeout"], "liveness-timeout"),
+      livenessIntervalMs: millisecondsFromSeconds(values["liveness-interval"], "liveness-interval"),
+      livenessTimeoutMs: millisecondsFromSeconds(values["liveness-timeout"], "liveness-timeout"),
       livenessConcurrency: intValue(values["liveness-concurrency"], "liveness-concurrency", 1),
       maxHeaderBytes: intValue(values["max-header"], "max-header", 16),
       maxPayloadBytes: intValue(values["max-payload"], "max-payload", 0),
+      peerTls: tlsClientOptions(values),
     };
     const dbGiven = args.some((a) => a === "--db" || a.startsWith("--db="));
     await runServer(values, logger, () => {

@@ -31,15 +31,16 @@ import {
 import { isFrameError } from "../protocols/errors.ts";
 import type { Connection } from "../net/connection.ts";
 import { formatAddr } from "../net/address.ts";
-import { type Server, serveStream } from "../net/serve.ts";
+import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
 import {
   type CommandSpec,
   intValue,
+  millisecondsFromSeconds,
   portValue,
   runCommand,
-  secondsValue,
   SERVER_FLAGS,
   serverBasics,
+  TLS_SERVER_FLAGS,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
 
@@ -55,6 +56,8 @@ export interface ImServerOptions {
   maxLineBytes?: number;
   /** Send-queue limit per connection. */
   maxQueueBytes?: number;
+  /** Speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
 }
 
 interface User {
@@ -224,7 +227,7 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
   };
 
   const server = serveStream(
-    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? IM_PORT },
+    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? IM_PORT, tls: options.tls },
     async (connection) => {
       const decoder = new ImLineDecoder({ maxLineBytes: options.maxLineBytes });
       let user: User | undefined;
@@ -311,6 +314,7 @@ export const IM_COMMAND: CommandSpec = {
       value: "BYTES",
       description: "longest line",
     },
+    ...TLS_SERVER_FLAGS,
     ...SERVER_FLAGS,
   },
 };
@@ -321,7 +325,7 @@ export async function main(args: readonly string[]): Promise<void> {
     const options: ImServerOptions = {
       ...serverBasics(values),
       port: portValue(values.port),
-      presenceIntervalMs: secondsValue(values["presence-interval"], "presence-interval"),
+      presenceIntervalMs: millisecondsFromSeconds(values["presence-interval"], "presence-interval"),
       maxLineBytes: intValue(values["max-line"], "max-line", 16),
     };
     await runServer(values, logger, () => serveIm(options));

@@ -211,11 +211,19 @@ export class EntryProcess {
     return new EntryProcess(child, options.stdin ?? false);
   }
 
-  /** Waits until the output matches `pattern` and returns the match. */
-  async waitFor(pattern: RegExp, ms = 10000): Promise<RegExpMatchArray> {
+  /** How much output has arrived so far: pass it as `since` to wait only for later output. */
+  mark(): number {
+    return this.output.length;
+  }
+
+  /**
+   * Waits until the output (from offset `since`, default the start) matches `pattern`
+   * and returns the match.
+   */
+  async waitFor(pattern: RegExp, ms = 10000, since = 0): Promise<RegExpMatchArray> {
     const deadline = performance.now() + ms;
     while (true) {
-      const m = this.output.match(pattern);
+      const m = this.output.slice(since).match(pattern);
       if (m) return m;
       if (this.status) {
         throw new Error(`Process exited (${this.status.code}) before ${pattern}:\n${this.output}`);

@@ -208,3 +208,26 @@ Deno.test({
     }
   },
 });
+
+Deno.test("deno task compile: a DENORT_BIN that is not a file is one clear error, and no output folder is left", async () => {
+  const parent = await Deno.makeTempDir();
+  try {
+    const root = new URL("..", import.meta.url).pathname;
+    const result = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-run", "--allow-read", "--allow-write", "--allow-env"]
+        .concat(["tools/compile.ts", "--out", `${parent}/dist`]),
+      cwd: root,
+      env: { DENORT_BIN: `${parent}/no-such-denort`, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    deepStrictEqual(result.code, 1);
+    deepStrictEqual(
+      new TextDecoder().decode(result.stderr),
+      `DENORT_BIN is set to ${parent}/no-such-denort, which is not a file. Give the path of denort.\n`,
+    );
+    deepStrictEqual(await Deno.stat(`${parent}/dist`).then(() => true, () => false), false);
+  } finally {
+    await Deno.remove(parent, { recursive: true });
+  }
+});

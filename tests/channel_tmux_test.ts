@@ -101,7 +101,7 @@ Deno.test({
     const screen = await tmux.waitForLine("alice", /^\d\d:\d\d \[Kay\] incoming$/);
     deepStrictEqual(screen.at(-1), "[Me] half typed");
     deepStrictEqual(await tmux.cursor("alice"), { x: 13, y: screen.length - 1 });
-    match((await tmux.styledScreen("alice")), /\x1b\[[0-9;]*36m/); // a name in colour
+    match(await tmux.styledScreen("alice"), /\x1b\[[0-9;]*36m/); // a name in colour
     await tmux.keys("alice", "End");
     await tmux.typeText("alice", " more");
     await tmux.keys("alice", "Enter");
@@ -126,7 +126,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "clients/channel.ts under tmux: NO_COLOR and --color never turn colours off; --no-timestamps",
+  name:
+    "clients/channel.ts under tmux: NO_COLOR and --color never turn colours off; --no-timestamps",
   ignore: !HAS_TMUX,
   async fn() {
     await using server = EntryProcess.start("servers/channel.ts", ["--port", "0"], ["--allow-net"]);

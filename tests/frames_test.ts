@@ -1,45 +1,27 @@
-import { deepStrictEqual, ok, throws } from "node:assert/strict";
+import { deepStrictEqual, ok } from "node:assert/strict";
 import fc from "fast-check";
 import { FrameError, FrameTooLargeError, isFrameError } from "../protocols/errors.ts";
-import { ByteQueue, type FrameDecoder, readFrames } from "../protocols/frames.ts";
+import { ByteQueue, readFrames } from "../protocols/frames.ts";
+import {
+  encodeEurechat,
+  EurechatDecoder,
+  type EurechatMessage,
+  payloadText,
+} from "../protocols/eurechat.ts";
 
-/** A tiny length-prefixed test format: u8 length, then that many bytes (limit 100). */
-class TinyDecoder implements FrameDecoder<string> {
-  #queue = new ByteQueue();
-  decode(chunk: Uint8Array): string[] {
-    this.#queue.append(chunk);
-    const out: string[] = [];
-    while (this.#queue.length >= 1) {
-      const len = this.#queue.view()[0];
-      if (len > 100) {
-        throw new FrameTooLargeError(`declared length ${len} exceeds limit of 100 bytes`, {
-          offset: this.#queue.consumed,
-        });
-      }
-      if (this.#queue.length < 1 + len) break;
-      this.#queue.skip(1);
-      out.push(new TextDecoder().decode(this.#queue.take(len)));
-    }
-    return out;
-  }
-  end(): void {
-    if (this.#queue.length > 0) {
-      throw new FrameError("partial frame", { offset: this.#queue.consumed });
-    }
-  }
-}
-
-function tiny(...texts: string[]): Uint8Array {
-  const parts = texts.map((t) => new TextEncoder().encode(t));
-  const out = new Uint8Array(parts.reduce((n, p) => n + 1 + p.length, 0));
+/** Real eurechat frames (variable length, text header plus payload) for readFrames(). */
+function frames(...payloads: string[]): Uint8Array {
+  const parts = payloads.map((p) => encodeEurechat("MESSAGE", ["x"], p));
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let o = 0;
   for (const p of parts) {
-    out[o++] = p.length;
     out.set(p, o);
     o += p.length;
   }
   return out;
 }
+
+const payloads = (messages: EurechatMessage[]) => messages.map(payloadText);
 
 function byteStream(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
   let i = 0;
@@ -66,16 +48,16 @@ Deno.test("FrameError is a SyntaxError with an offset and a cause", () => {
 });
 
 Deno.test("readFrames() reads a byte stream with a BYOB reader and ends the decoder", async () => {
-  const frames = await Array.fromAsync(
-    readFrames(byteStream([tiny("ab", "cd"), tiny("e")]), new TinyDecoder()),
+  const read = await Array.fromAsync(
+    readFrames(byteStream([frames("ab", "cd"), frames("e")]), new EurechatDecoder()),
   );
-  deepStrictEqual(frames, ["ab", "cd", "e"]);
+  deepStrictEqual(payloads(read), ["ab", "cd", "e"]);
 });
 
 Deno.test("readFrames() reads a default stream and rejects a truncated frame", async () => {
-  const whole = tiny("hello");
-  const stream = ReadableStream.from([whole.subarray(0, 3)]);
-  await Array.fromAsync(readFrames(stream, new TinyDecoder())).then(
+  const whole = frames("hello");
+  const stream = ReadableStream.from([whole.subarray(0, whole.length - 2)]);
+  await Array.fromAsync(readFrames(stream, new EurechatDecoder())).then(
     () => ok(false, "expected a FrameError"),
     (error) => ok(error instanceof FrameError),
   );
@@ -84,20 +66,18 @@ Deno.test("readFrames() reads a default stream and rejects a truncated frame", a
 Deno.test("readFrames() gives the same frames for any split of the input", async () => {
   await fc.assert(
     fc.asyncProperty(
-      fc.array(
-        fc.string({ maxLength: 40 }).filter((s) => new TextEncoder().encode(s).length <= 100),
-      ),
+      fc.array(fc.string({ maxLength: 40 })),
       fc.array(fc.integer({ min: 1, max: 20 }), { minLength: 1 }),
       async (texts, sizes) => {
-        const bytes = tiny(...texts);
+        const bytes = frames(...texts);
         const chunks: Uint8Array[] = [];
         for (let o = 0, i = 0; o < bytes.length; i++) {
           const n = sizes[i % sizes.length];
           chunks.push(bytes.subarray(o, o + n));
           o += n;
         }
-        const frames = await Array.fromAsync(readFrames(byteStream(chunks), new TinyDecoder()));
-        deepStrictEqual(frames, texts);
+        const read = await Array.fromAsync(readFrames(byteStream(chunks), new EurechatDecoder()));
+        deepStrictEqual(payloads(read), texts);
       },
     ),
     { numRuns: 200 },
@@ -105,7 +85,8 @@ Deno.test("readFrames() gives the same frames for any split of the input", async
 });
 
 Deno.test("readFrames() surfaces FrameTooLargeError from the decoder", async () => {
-  await Array.fromAsync(readFrames(byteStream([new Uint8Array([200, 1, 2])]), new TinyDecoder()))
+  const huge = new TextEncoder().encode("MESSAGE 70000 x\nabc");
+  await Array.fromAsync(readFrames(byteStream([huge]), new EurechatDecoder()))
     .then(
       () => ok(false, "expected FrameTooLargeError"),
       (error) => {
@@ -127,5 +108,4 @@ Deno.test("ByteQueue.append() and take() keep byte order across growth and compa
     deepStrictEqual([...q.take(n)], expected.splice(0, n));
   }
   deepStrictEqual([...q.view()], expected);
-  throws(() => new TinyDecoder().decode(new Uint8Array([255])), RangeError);
 });

@@ -231,9 +231,10 @@ Deno.test("servers/im.ts and clients/im.ts as processes: invite, accept, chat wi
   await bob.waitFor(/\[1\] alice: hi bob\n/);
   await bob.type("/status away\n");
   await alice.waitFor(/Online: alice \(online\), bob \(away\)\n/);
+  const beforeQuit = alice.mark();
   await bob.type("/quit\n");
   deepStrictEqual((await bob.exited()).code, 0);
-  await alice.waitFor(/Online: alice \(online\)\n(.|\n)*$/);
+  await alice.waitFor(/Online: alice \(online\)\n/, 10000, beforeQuit);
   await alice.closeStdin();
   deepStrictEqual((await alice.exited()).code, 0);
   deepStrictEqual((await server.stop("SIGINT")).code, 0);

@@ -5,7 +5,7 @@ import { connectChannel } from "../clients/channel.ts";
 import { DirectoryClient } from "../clients/eurechat.ts";
 import { connectIm } from "../clients/im.ts";
 import { CrcClient } from "../clients/crc.ts";
-import { portOf, waitUntil } from "./_helpers.ts";
+import { EntryProcess, portOf, waitUntil } from "./_helpers.ts";
 
 Deno.test("startAll() runs every server at once, each reachable with its client", async () => {
   const dir = await Deno.makeTempDir();
@@ -54,7 +54,6 @@ Deno.test("startAll() runs every server at once, each reachable with its client"
     using ch = await connectChannel("x", "127.0.0.1", portOf(by("channel chat").server.addr));
     await ch.send("/list");
     deepStrictEqual((await ch.messages().next()).value, "");
-    for (const s of started) match(s.client, /^deno run /);
   } finally {
     await Promise.all(started.map((s) => s.server.shutdown()));
     await Deno.remove(dir, { recursive: true });
@@ -70,4 +69,49 @@ Deno.test("startAll() stops what it started when one server cannot start (the sa
   })
     .catch((e) => e);
   ok(error instanceof Deno.errors.NotFound, String(error));
+});
+
+/** What to type into each printed client command, and what it must then show. */
+const SESSIONS: Record<string, { input: string; expect: RegExp }> = {
+  "timestamp (tcp)": { input: "hello\n\n", expect: /\] hello\n/ },
+  "timestamp (udp)": { input: "hello\n\n", expect: /\] hello\n/ },
+  "timestamp (unix)": { input: "hello\n\n", expect: /\] hello\n/ },
+  "eurechat directory": { input: "pw\n/who\n/quit\n", expect: /tester 127\.0\.0\.1,?:?\d+/ },
+  "IM conversations": { input: "", expect: /Online: tester \(/ },
+  "CRC node": { input: "", expect: /Welcome to the Clemson Relay Chat network tester/ },
+  "channel chat": { input: "/create room\n/list\n", expect: /room/ },
+};
+
+Deno.test("startAll() prints, for every server, a client command that really talks to it", async () => {
+  const dir = await Deno.makeTempDir();
+  const started = await startAll({
+    anyPort: true,
+    timestampPath: `${dir}/ts.sock`,
+    directoryDb: ":memory:",
+  });
+  try {
+    for (const { name, client } of started) {
+      const session = SESSIONS[name];
+      ok(session, `no session for ${name}`);
+      const words = client.replaceAll("NAME", "tester").split(" ");
+      deepStrictEqual(words.slice(0, 2), ["deno", "run"], client);
+      const script = words.findIndex((w) => w.startsWith("clients/"));
+      const child = EntryProcess.start(
+        words[script],
+        words.slice(script + 1),
+        words.slice(2, script),
+        { stdin: true },
+      );
+      await child.type(session.input);
+      await child.waitFor(session.expect).catch(async (error) => {
+        await child.stop();
+        throw new Error(`${name}: ${client}\n${error}`);
+      });
+      await child.closeStdin();
+      await child.stop();
+    }
+  } finally {
+    await Promise.all(started.map((s) => s.server.shutdown()));
+    await Deno.remove(dir, { recursive: true });
+  }
 });

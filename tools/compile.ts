@@ -38,6 +38,22 @@ const hostTarget = TARGETS.find((t) =>
   )
 ) ?? TARGETS[0];
 const targets = values["all-targets"] ? TARGETS : [hostTarget];
+
+const denort = Deno.env.get("DENORT_BIN");
+if (denort !== undefined) {
+  const info = await Deno.stat(denort).catch(() => undefined);
+  if (!info?.isFile) {
+    console.error(`DENORT_BIN is set to ${denort}, which is not a file. Give the path of denort.`);
+    Deno.exit(1);
+  }
+}
+
+/** Removes `out` again if this run created it and nothing was built into it. */
+const outExisted = await Deno.stat(out).then(() => true, () => false);
+async function giveUp(): Promise<never> {
+  if (!outExisted) await Deno.remove(out, { recursive: true }).catch(() => {});
+  Deno.exit(1);
+}
 await Deno.mkdir(out, { recursive: true });
 
 const built: string[] = [];
@@ -59,24 +75,33 @@ for (const target of targets) {
       args,
       stdout: "inherit",
       stderr: "piped",
+      env: { NO_COLOR: "1" },
     }).output();
     if (!result.success) {
-      const why = new TextDecoder().decode(result.stderr).trim();
-      console.error(why);
+      console.error(`Could not build ${file}: ${firstError(result.stderr)}`);
       console.error(
-        `\nCould not build ${file}: deno compile needs its runtime (denort) for ${target}.\n` +
-          (Deno.env.get("DENORT_BIN")
-            ? `DENORT_BIN is set to ${
-              Deno.env.get("DENORT_BIN")
-            }; check that it is the denort of Deno ${Deno.version.deno} for ${target}.`
-            : `It downloads it from dl.deno.land, which this machine cannot reach. Provide it instead:\n` +
+        `deno compile needs its runtime (denort) for ${target}.\n` +
+          (denort
+            ? `DENORT_BIN is set to ${denort}; check that it is the denort of Deno ${Deno.version.deno} for ${target}.`
+            : `It downloads it, and the download failed. Provide it instead:\n` +
               `  DENORT_BIN=/path/to/denort deno task compile\n` +
               `(denort-${target}.zip of Deno ${Deno.version.deno}, from the Deno release page), or build where the download works.`),
       );
-      Deno.exit(1);
+      await giveUp();
     }
     built.push(file);
   }
+}
+
+/** What went wrong, from deno's error output: its error line and the innermost cause, no backtrace. */
+function firstError(stderr: Uint8Array): string {
+  const text = new TextDecoder().decode(stderr);
+  const lines = text.split("\n").map((line) => line.trim());
+  const error = lines.find((line) => /^error:/i.test(line)) ?? lines.find((line) => line) ?? "";
+  const causes = lines.slice(0, lines.findIndex((l) => /^Stack backtrace/.test(l)) >>> 0)
+    .filter((line) => /^\d+: /.test(line));
+  const cause = causes.at(-1)?.replace(/^\d+: /, "");
+  return error.replace(/^error:\s*/i, "") + (cause ? ` (${cause})` : "");
 }
 
 const lines: string[] = [];
