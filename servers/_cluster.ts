@@ -23,7 +23,12 @@
 
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import type { Logger } from "@logtape/logtape";
-import { type FlagSpec, type ParsedCli, secondsValue, UsageError } from "../cli/command.ts";
+import {
+  type FlagSpec,
+  millisecondsFromSeconds,
+  type ParsedCli,
+  UsageError,
+} from "../cli/command.ts";
 
 /** Options of {@link Cluster}. */
 export interface ClusterOptions<E, S> {
@@ -331,7 +336,10 @@ export function clusterValues(
       throw new UsageError(`--nats takes URLs like nats://127.0.0.1:4222, got '${url}'`);
     }
   }
-  const clusterTimeoutMs = secondsValue(values["cluster-timeout"] ?? "5", "cluster-timeout");
+  const clusterTimeoutMs = millisecondsFromSeconds(
+    values["cluster-timeout"] ?? "5",
+    "cluster-timeout",
+  );
   if (clusterTimeoutMs < 100) throw new UsageError("--cluster-timeout must be at least 0.1");
   return { nats: list.length > 0 ? list : undefined, clusterTimeoutMs };
 }
