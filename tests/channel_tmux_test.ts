@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-control-regex
 // The real channel client and server together, driven as a person would: tmux runs the clients,
 // we type with send-keys and read the screen with capture-pane. Skipped (and said so) without tmux.
 import { deepStrictEqual, match, ok } from "node:assert/strict";
