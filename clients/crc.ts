@@ -383,7 +383,7 @@ export async function main(args: readonly string[]): Promise<void> {
     const end = await runCrcSession(client, out);
     if (refusal !== undefined) {
       out.finish();
-      printError(`${refusal}: choose another --id, or leave --id out for a random one`);
+      printError(`${refusal}; use another --id, or none for a random one`);
       Deno.exit(1);
     }
     exitAfter(out, end, `Server at ${options.hostname}:${options.port} has disconnected`);

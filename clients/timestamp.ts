@@ -23,6 +23,7 @@ import {
 } from "../cli/command.ts";
 import { ClientConsole, consoleFlags, withClientFlags } from "../cli/console.ts";
 import { exitAfter, runSession, type SessionEnd } from "../cli/session.ts";
+import { tone } from "../cli/render.ts";
 import { printError } from "../cli/terminal.ts";
 import { ByteQueue, type FrameDecoder } from "../protocols/frames.ts";
 import { Connection } from "../net/connection.ts";
@@ -191,6 +192,13 @@ function streamClient(conn: Deno.Conn): TimestampClient {
   };
 }
 
+/** The interactive help of the timestamp client. */
+export const TIMESTAMP_HELP: readonly string[] = [
+  "TEXT     send TEXT; the server sends it back with its time",
+  "/quit    leave (an empty line, Ctrl+D and Ctrl+C do too)",
+  "/help    this list",
+];
+
 /**
  * Runs the prompt loop: `> `, send, print the reply; an empty line or the end
  * of input quits. Ends at once when the server closes the connection.
@@ -205,6 +213,13 @@ export function runTimestampPrompt(
     async type() {
       for await (const line of out.lines()) {
         if (line === "") return;
+        if (out.interactive && line.startsWith("/")) { // piped input is all data (SPEC.md 5)
+          const word = line.split(/\s/)[0];
+          if (word === "/quit") return;
+          if (word === "/help") out.printLines(TIMESTAMP_HELP);
+          else out.print([tone.error(`Unknown command ${word}: type /help`)]);
+          continue;
+        }
         out.print(await client.request(line), { received: true });
         out.ready();
       }

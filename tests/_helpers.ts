@@ -385,7 +385,9 @@ export class Tmux {
 
   /** The screen's non-empty lines, trailing spaces removed. */
   async screen(name: string): Promise<string[]> {
-    return (await this.#run("capture-pane", "-p", "-t", name)).split("\n").map((l) => l.trimEnd())
+    return (await this.#run("capture-pane", "-p", "-J", "-t", name)).split("\n").map((l) =>
+      l.trimEnd()
+    )
       .filter((l) => l !== "");
   }
 
