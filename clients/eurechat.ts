@@ -56,6 +56,18 @@ export interface PeerEntry {
   port: number;
 }
 
+/**
+ * One `name,addr,port` line of a RESULT, read from the right: the last two
+ * fields are the address and port, so a name with a comma in it (which a
+ * hostile or old directory might let through) cannot fake an entry.
+ */
+export function parseEntry(line: string): PeerEntry {
+  const fields = line.split(",");
+  const port = Number(fields.pop());
+  const addr = fields.pop() ?? "";
+  return { name: fields.join(","), addr, port };
+}
+
 /** The directory answered with ERR (the session is over). */
 export class DirectoryError extends Error {
   /** Makes the error from the ERR payload. */
@@ -163,10 +175,7 @@ export class DirectoryClient {
   /** Everyone bound (or just `name`). */
   async query(name?: string): Promise<PeerEntry[]> {
     const text = payloadText(await this.request("QUERY", name ? [name] : []));
-    return text === "" ? [] : text.split("\n").map((line) => {
-      const [n, addr, port] = line.split(",");
-      return { name: n, addr, port: Number(port) };
-    });
+    return text === "" ? [] : text.split("\n").map(parseEntry);
   }
 
   /** Deregisters this user. */
