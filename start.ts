@@ -14,6 +14,7 @@ import { serveTimestamp } from "./servers/timestamp.ts";
 import { serveChannel } from "./servers/channel.ts";
 import { serveDirectory } from "./servers/directory.ts";
 import { serveIm } from "./servers/im.ts";
+import { serveWeb } from "./servers/web.ts";
 import { serveCrcNode } from "./servers/crc_node.ts";
 
 /** One server started by {@link startAll}, with the command that connects to it. */
@@ -94,6 +95,12 @@ export async function startAll(options: StartAllOptions = {}): Promise<StartedSe
       name: "IM conversations",
       server: im,
       client: `${run} clients/im.ts --user NAME --host ${hostname} --port ${portOf(im)}`,
+    });
+    const web = serveWeb({ hostname, port: port(8080), im: { hostname, port: portOf(im) } });
+    started.push({
+      name: "web client (IM)",
+      server: web,
+      client: `open http://${formatAddr(web.addr)}/ in a browser`,
     });
     const crc = await serveCrcNode({ hostname, port: port(3600), name: "parley" });
     started.push({
