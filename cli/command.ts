@@ -161,9 +161,12 @@ export const TLS_CLIENT_FLAGS: Record<string, FlagSpec> = {
   },
 };
 
-function readPem(path: string, flag: string, marker: RegExp): string {
+const PEM_CERTIFICATE = { what: "certificate", marker: /-----BEGIN CERTIFICATE-----/ };
+const PEM_KEY = { what: "private key", marker: /-----BEGIN [A-Z ]*PRIVATE KEY-----/ };
+
+function readPem(path: string, flag: string, pem: { what: string; marker: RegExp }): string {
   const text = Deno.readTextFileSync(path);
-  if (!marker.test(text)) throw new UsageError(`--${flag} ${path} is not a PEM file`);
+  if (!pem.marker.test(text)) throw new UsageError(`--${flag} ${path} holds no PEM ${pem.what}`);
   return text;
 }
 
@@ -179,8 +182,8 @@ export function tlsServerFiles(values: ParsedCli["values"]): TlsCertificate | un
     throw new UsageError("--tls-cert and --tls-key go together");
   }
   return {
-    cert: readPem(String(certPath), "tls-cert", /-----BEGIN CERTIFICATE-----/),
-    key: readPem(String(keyPath), "tls-key", /-----BEGIN [A-Z ]*PRIVATE KEY-----/),
+    cert: readPem(String(certPath), "tls-cert", PEM_CERTIFICATE),
+    key: readPem(String(keyPath), "tls-key", PEM_KEY),
   };
 }
 
@@ -190,7 +193,7 @@ export function tlsServerFiles(values: ParsedCli["values"]): TlsCertificate | un
  */
 export function tlsClientOptions(values: ParsedCli["values"]): TlsDialOptions | undefined {
   if (values.ca === undefined) return values.tls ? {} : undefined;
-  return { caCerts: [readPem(String(values.ca), "ca", /-----BEGIN CERTIFICATE-----/)] };
+  return { caCerts: [readPem(String(values.ca), "ca", PEM_CERTIFICATE)] };
 }
 
 /**

@@ -151,7 +151,7 @@ export interface ServeStreamOptions extends ConnectionOptions, ReadPolicy, Serve
   farewell?: (connection: Connection) => void;
   /** Called once after the listener and every connection are closed. */
   onClosed?: () => void;
-  /** Time a TLS client has to finish its handshake, ms (default 10 s). */
+  /** Time a TLS client has to finish its handshake, ms (default: `frameTimeoutMs`, else 10 s). */
   tlsHandshakeTimeoutMs?: number;
 }
 
@@ -303,7 +303,9 @@ export function serveStream(
   const logger = options.logger ?? getLogger(["parley", "net"]);
   const admission = new Admission(options);
   const open = openListener(listen);
-  const handshakeMs = options.tlsHandshakeTimeoutMs ?? DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
+  // A handshake is a TLS client's first frame: it gets --frame-timeout (10 s even when that is off).
+  const handshakeMs = options.tlsHandshakeTimeoutMs ||
+    options.frameTimeoutMs || DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
   const live = new Set<Connection>();
   const tasks = new Set<Promise<void>>();
   const connectionOptions: ConnectionOptions = {
