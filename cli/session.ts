@@ -51,10 +51,11 @@ export function sessionEndOf(error: unknown): SessionEnd {
  * @example
  * ```ts
  * import { runSession } from "./session.ts";
+ * const connection = Promise.withResolvers<void>(); // its reader ends when it is closed
  * const end = await runSession({
- *   read: () => new Promise(() => {}),
- *   type: async () => {},
- *   close: () => {},
+ *   read: () => connection.promise,
+ *   type: async () => {}, // the user quits at once
+ *   close: () => connection.resolve(),
  * });
  * console.assert(end.kind === "quit");
  * ```

@@ -85,7 +85,7 @@ export interface TimestampClient {
  * ```ts
  * import { serveTimestamp } from "../servers/timestamp.ts";
  * import { connectTimestamp } from "./timestamp.ts";
- * await using server = serveTimestamp({ port: 0 });
+ * await using server = await serveTimestamp({ port: 0 });
  * using client = await connectTimestamp({ port: (server.addr as Deno.NetAddr).port });
  * console.assert((await client.request("hi")).endsWith("] hi"));
  * ```

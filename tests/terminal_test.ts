@@ -1,4 +1,3 @@
-// deno-lint-ignore-file no-control-regex
 // The terminal layer without a terminal: rendering, key decoding, the line editor, the console
 // in interactive mode over injected bytes, the session runner and the flag messages.
 import { deepStrictEqual, ok, rejects, throws } from "node:assert/strict";
