@@ -187,9 +187,9 @@ Deno.test("clients/im.ts neutralises hostile names, statuses with newlines and m
   });
 });
 
-Deno.test("clients/crc.ts neutralises a hostile user name and chat, on screen and piped", async () => {
-  const evil = `${UP}evil${TITLE}`;
-  await using node = fakeServer(() => new CrcDecoder(), async (m, conn) => {
+/** A fake CRC node: welcomes the client, then sends what `attack` makes (raw bytes). */
+function fakeNode(attack: (client: number) => Uint8Array[]) {
+  return fakeServer(() => new CrcDecoder(), async (m, conn) => {
     if (m.kind !== "client_registration") return;
     const welcome = `Welcome to the Clemson Relay Chat network ${m.name}`;
     await send(
@@ -202,25 +202,24 @@ Deno.test("clients/crc.ts neutralises a hostile user name and chat, on screen an
         content: welcome,
       }),
     );
-    await send(
-      conn,
-      encodeCrc({ kind: "client_registration", source: 66, lastHop: 1, name: evil, info: "" }),
-    );
-    await send(
-      conn,
-      encodeCrc({
-        kind: "chat",
-        source: 66,
-        destination: m.source,
-        content: `${HIDE}secret${C1_BIDI} x\n[bob] fake`,
-      }),
-    );
+    for (const frame of attack(m.source)) await send(conn, frame);
   });
+}
+
+Deno.test("clients/crc.ts neutralises a hostile chat, on screen and piped", async () => {
+  await using node = fakeNode((client) => [
+    encodeCrc({ kind: "client_registration", source: 66, lastHop: 1, name: "evil", info: "" }),
+    encodeCrc({
+      kind: "chat",
+      source: 66,
+      destination: client,
+      content: `${TITLE}${HIDE}secret ${UP}${C1_BIDI} x\n[bob] fake`,
+    }),
+  ]);
   const args = ["--id", "5", "--username", "alice", "--serverport", String(node.port)];
-  const shownName = `${SEEN.up}evil${SEEN.title}`;
   const wanted = [
-    `* ${shownName} (66) is online`,
-    `[${shownName}] ${SEEN.hide}secret${SEEN.c1Bidi} x^J[bob] fake`,
+    "* evil (66) is online",
+    `[evil] ${SEEN.title}${SEEN.hide}secret ${SEEN.up}${SEEN.c1Bidi} x^J[bob] fake`,
   ];
   const noFake = (lines: string[]) =>
     ok(!lines.some((l) => /^(\d\d:\d\d )?\[bob\]/.test(l)), "no fake line");
@@ -232,6 +231,34 @@ Deno.test("clients/crc.ts neutralises a hostile user name and chat, on screen an
     includesAll(output, wanted.map((w) => `${w}\n`));
     noFake(output.split("\n"));
   });
+});
+
+Deno.test("clients/crc.ts refuses a user name with ESC [1A ESC [2K from its node: one line, exit 1, nothing rewritten", async () => {
+  // A name with control characters is a framing error for the decoder (SPEC 6.3, 6.6): the client
+  // cannot trust that node any more and ends the session.
+  const name = new TextEncoder().encode(`${UP}evil`);
+  const registration = new Uint8Array(12 + name.length);
+  const view = new DataView(registration.buffer);
+  view.setUint8(0, 0x80);
+  view.setUint32(1, 66);
+  view.setUint32(5, 1);
+  view.setUint8(9, name.length);
+  view.setUint16(10, 0);
+  registration.set(name, 12);
+  await using node = fakeNode(() => [registration]);
+  const args = ["--id", "5", "--username", "alice", "--serverport", String(node.port)];
+  const refused = /has disconnected \(Cannot decode frame: name contains a control character\)$/;
+  if (HAS_TMUX) {
+    await using tmux = new Tmux();
+    await tmux.start("victim", "clients/crc.ts", args, ["--allow-net"]);
+    deepStrictEqual(await tmux.exitCode("victim"), 1);
+    const lines = await tmux.waitForLine("victim", refused);
+    ok(!lines.some((l) => l.includes("evil")), "the name never reached the screen");
+  }
+  await using client = EntryProcess.start("clients/crc.ts", args, ["--allow-net"], { stdin: true });
+  deepStrictEqual((await client.exited()).code, 1);
+  ok(refused.test(client.output.trimEnd()), client.output);
+  ok(!RAW_CONTROL.test(client.output), JSON.stringify(client.output));
 });
 
 Deno.test("clients/eurechat.ts neutralises a directory name like alice,127.0.0.1,1 and a hostile peer's message", async () => {
