@@ -4,7 +4,7 @@ import { deepStrictEqual, match, ok, throws } from "node:assert/strict";
 import { UsageError } from "../cli/command.ts";
 import { connectIm } from "../clients/im.ts";
 import { imAddress, WEB_CSP, WEB_TEXTS } from "../servers/web.ts";
-import { IM_TEXTS } from "../protocols/im.ts";
+import { encodeIm, IM_TEXTS } from "../protocols/im.ts";
 import { writeAll } from "../net/bytes.ts";
 import { EntryProcess, waitUntil } from "./_helpers.ts";
 import { maskedTextFrame, rawUpgrade, startPair, WsPeer } from "./_web_helpers.ts";
@@ -188,12 +188,18 @@ Deno.test("serveWeb() a message over --max-message gets the error and closes the
   await waitUntil(() => !("alice" in pair.im.onlineUsers()), 2000, "alice to go offline");
 });
 
-Deno.test("serveWeb() a binary message closes the socket", async () => {
+Deno.test("serveWeb() takes a line with its LF, several lines, or UTF-8 bytes (what encodeIm() gives)", async () => {
   await using pair = startPair();
-  await using alice = await signIn(pair.webPort, "alice");
-  alice.socket.send(new Uint8Array([1, 2, 3]));
-  deepStrictEqual(await alice.next(), error(WEB_TEXTS.binary));
-  deepStrictEqual((await alice.closedWithin()).code, 1003);
+  await using alice = await WsPeer.open(pair.webPort);
+  alice.socket.send(encodeIm({ command: "REGISTER", username: "alice", status: "online" }));
+  deepStrictEqual(await alice.next(), 'ONLINE_USERS {"alice":"online"}');
+  alice.send('INVITE ["alice"]\nLIST_CONVERSATIONS\n');
+  deepStrictEqual(await alice.next(), 'INVITATION [1,"alice"]');
+  match(await alice.next(), /^CONVERSATIONS /);
+  alice.socket.send(new Uint8Array([0x53, 0xff, 0x0a])); // not UTF-8
+  deepStrictEqual(await alice.next(), error(WEB_TEXTS.notUtf8));
+  alice.send("LIST_CONVERSATIONS"); // the socket is still there
+  match(await alice.next(), /^CONVERSATIONS /);
 });
 
 Deno.test("serveWeb() a browser that stops reading is dropped past --max-queue; the others go on", async () => {
