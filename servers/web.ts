@@ -73,6 +73,7 @@ import {
   TOO_MANY_FROM_ADDRESS,
 } from "../net/serve.ts";
 import { DEFAULT_REGISTER_TIMEOUT_MS } from "../net/framing.ts";
+import { listenError } from "../net/listen.ts";
 import {
   type CommandSpec,
   intValue,
@@ -526,12 +527,20 @@ export function serveWeb(options: WebServerOptions = {}): WebServer {
   const bridges = new Set<Bridge>();
   let stopping = false;
   const listenHostname = options.hostname ?? "127.0.0.1";
-  const http = Deno.serve({
-    hostname: listenHostname,
-    port: options.port ?? WEB_PORT,
-    ...(options.tls ? { cert: options.tls.cert, key: options.tls.key } : {}),
-    onListen: () => {},
-  }, (request, info) => {
+  const port = options.port ?? WEB_PORT;
+  let http: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    http = Deno.serve({
+      hostname: listenHostname,
+      port,
+      ...(options.tls ? { cert: options.tls.cert, key: options.tls.key } : {}),
+      onListen: () => {},
+    }, handler);
+  } catch (error) {
+    throw listenError(error, formatHostPort(listenHostname, port));
+  }
+
+  function handler(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response {
     if (new URL(request.url).pathname !== "/ws") return serveFile(request);
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return textResponse(426, "this address takes WebSocket upgrades only", {
@@ -550,7 +559,7 @@ export function serveWeb(options: WebServerOptions = {}): WebServer {
       return textResponse(403, "WebSocket upgrades from another origin are refused");
     }
     return upgrade(request, info.remoteAddr.hostname, admission, ctx, bridges);
-  });
+  }
 
   let shutdownPromise: Promise<void> | undefined;
   const shutdown = () =>

@@ -297,7 +297,7 @@ Deno.test("servers/web.ts runs with only --allow-net: page, WebSocket to the IM 
   deepStrictEqual(await alice.next(), error(WEB_TEXTS.shuttingDown));
 });
 
-Deno.test("servers/web.ts --help lists every flag with its default; a bad --im exits 2", async () => {
+Deno.test("servers/web.ts --help lists every flag with its default; a bad --im exits 2, a port in use 1", async () => {
   const help = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--quiet", "--allow-net", "servers/web.ts", "--help"],
     cwd: new URL("..", import.meta.url),
@@ -320,4 +320,12 @@ Deno.test("servers/web.ts --help lists every flag with its default; a bad --im e
   await using bad = EntryProcess.start("servers/web.ts", ["--im", "nope"], ["--allow-net"]);
   deepStrictEqual((await bad.exited()).code, 2);
   match(bad.output, /--im must be HOST:PORT/);
+  // A port in use is one line naming the address, exit 1 (SPEC 6.7).
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = taken.addr.port;
+  await using busy = EntryProcess.start("servers/web.ts", ["--port", String(port)], [
+    "--allow-net",
+  ]);
+  deepStrictEqual((await busy.exited()).code, 1);
+  deepStrictEqual(busy.output, `127.0.0.1:${port} is already in use\n`);
 });
