@@ -322,7 +322,7 @@ class NodeShell {
   /**
    * Fairness: a link whose data keeps arriving would otherwise be read again
    * and again within one event-loop turn (reads complete at once), starving
-   * accepts, other links and timers. After every read a link asks; the first
+   * accepts, other links and timers. After every 64 frames (or 16 KiB) a link asks; the first
    * asker arms a zero timer (the probe) and notes the time. If the probe has
    * still not fired 2 ms later, the event loop has not turned: the asker waits
    * for it. An idle loop fires the probe at once, so this costs nothing then.
@@ -368,14 +368,20 @@ class NodeShell {
     const decoder = new CrcFrameDecoder({ maxContentBytes: this.#maxContent });
     try {
       // A whole read's frames are routed before anything is awaited: every queue flushes once.
+      let work = 0;
       for await (const frames of receiveFrameBatches(connection, decoder)) {
         for (const frame of frames) {
           if (connection.closed) break;
           this.router.receive(link.id, frame);
+          work += 1 + (frame.bytes.length >> 8);
         }
         if (this.clients.wait || this.servers.wait) await this.#mayRead(link);
-        const turn = this.#mustYield();
-        if (turn) await turn;
+        if (work >= 64) {
+          // Only a busy link asks (a flood), so ordinary traffic arms no timer.
+          work = 0;
+          const turn = this.#mustYield();
+          if (turn) await turn;
+        }
       }
     } catch (error) {
       // Only the link this node dialled has no read policy: its framing errors arrive here.
