@@ -341,14 +341,24 @@ class NodeShell {
     return performance.now() - this.#probeArmedAt > TURN_BUDGET_MS ? this.#probe : undefined;
   }
 
-  /** Resolves when `link` may be read again (at once, mostly). */
+  /**
+   * Resolves when `link` may be read again (at once, mostly). Unregistered
+   * links are never paused. While a link waits, the node is not reading it, so
+   * its frame clock (`--frame-timeout`) is stopped and starts again afterwards.
+   */
   async #mayRead(link: Link): Promise<void> {
-    while (!this.#stopping && !link.connection.closed) {
-      const wait = this.clients.wait ??
-        (this.router.roleOf(link.id) === "client" ? this.servers.wait : undefined);
-      if (wait === undefined) return;
+    const c = link.connection;
+    const partial = c.frameStartedAt >= 0;
+    while (!this.#stopping && !c.closed) {
+      const role = this.router.roleOf(link.id);
+      const wait = role === "unowned"
+        ? undefined
+        : this.clients.wait ?? (role === "client" ? this.servers.wait : undefined);
+      if (wait === undefined) break;
+      c.frameStartedAt = -1;
       await wait;
     }
+    if (partial) c.frameStartedAt = performance.now();
   }
 
   /** Runs one link until it closes. */
