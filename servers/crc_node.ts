@@ -488,21 +488,7 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
     const problem = crcTextProblem(text, max);
     if (problem) throw new RangeError(`the node's ${field} ${problem}`);
   }
-  const shell = new NodeShell(
-    (out) =>
-      new CrcRouter({ id, name, info, maxHosts: options.maxHosts }, {
-        send: (link, kind, bytes) => out.send(link, kind, bytes),
-        reserve: (link, bytes) => out.reserve(link, bytes),
-        close: (link, reason) => out.close(link, reason),
-        event: (event) => logEvent(out, event),
-      }),
-    {
-      maxQueueBytes: options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES,
-      linkHighWaterBytes: options.linkHighWaterBytes ?? CRC_LINK_HIGH_WATER_BYTES,
-      linkStallTimeoutMs: options.linkStallTimeoutMs ?? CRC_LINK_STALL_MS,
-    },
-    options.maxContentBytes,
-  );
+  const shell = makeShell(options, id, name, info);
   const connectionOptions = { logger, maxQueueBytes: options.maxQueueBytes };
   let listener: Server | undefined;
   let admin: Server | undefined;
@@ -517,20 +503,7 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
       await admin?.shutdown();
     })();
   try {
-    listener = serveStream(
-      {
-        hostname: options.hostname ?? "127.0.0.1",
-        port: options.port ?? CRC_PORT,
-        tls: options.tls,
-      },
-      (connection) => shell.run(connection),
-      {
-        ...options,
-        logger,
-        registerTimeoutMs: options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS,
-        onFrameError: (error, connection) => shell.frameError(error, connection),
-      },
-    );
+    listener = listenNode(options, shell);
     logger.info("Listening on {addr} as node {id} ({name})", {
       id,
       name,
@@ -559,6 +532,39 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
     state: () => stateOf(shell),
     metrics: () => metricsText(shell),
   };
+}
+
+/** The router and its shell, wired together. */
+function makeShell(options: CrcNodeOptions, id: number, name: string, info: string): NodeShell {
+  return new NodeShell(
+    (out) =>
+      new CrcRouter({ id, name, info, maxHosts: options.maxHosts }, {
+        send: (link, kind, bytes) => out.send(link, kind, bytes),
+        reserve: (link, bytes) => out.reserve(link, bytes),
+        close: (link, reason) => out.close(link, reason),
+        event: (event) => logEvent(out, event),
+      }),
+    {
+      maxQueueBytes: options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES,
+      linkHighWaterBytes: options.linkHighWaterBytes ?? CRC_LINK_HIGH_WATER_BYTES,
+      linkStallTimeoutMs: options.linkStallTimeoutMs ?? CRC_LINK_STALL_MS,
+    },
+    options.maxContentBytes,
+  );
+}
+
+/** The node's port: every accepted link runs in the shell, under the shared limits. */
+function listenNode(options: CrcNodeOptions, shell: NodeShell): Server {
+  return serveStream(
+    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? CRC_PORT, tls: options.tls },
+    (connection) => shell.run(connection),
+    {
+      ...options,
+      logger,
+      registerTimeoutMs: options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS,
+      onFrameError: (error, connection) => shell.frameError(error, connection),
+    },
+  );
 }
 
 /** Dials the node to join, registers, and waits for its answer; resolves with the link's task. */
