@@ -377,21 +377,21 @@ class NodeShell {
     this.router.open(link.id, { join });
     const decoder = new CrcFrameDecoder({ maxContentBytes: this.#maxContent });
     try {
-      // A whole read's frames are routed before anything is awaited: every queue flushes once.
+      // A read's frames are routed before anything is awaited (so every queue flushes once), unless
+      // the link has kept the event loop for 2 ms.
       let work = 0;
       for await (const frames of receiveFrameBatches(connection, decoder)) {
         for (const frame of frames) {
           if (connection.closed) break;
           this.router.receive(link.id, frame);
           work += 1 + (frame.bytes.length >> 8);
-        }
-        if (this.clients.wait || this.servers.wait) await this.#mayRead(link);
-        if (work >= 64) {
-          // Only a busy link asks (a flood), so ordinary traffic arms no timer.
+          if (work < 64) continue;
+          // Only a busy link asks (64 frames or 16 KiB since it last did): ordinary traffic arms no timer.
           work = 0;
           const turn = this.#mustYield();
           if (turn) await turn;
         }
+        if (this.clients.wait || this.servers.wait) await this.#mayRead(link);
       }
     } catch (error) {
       // Only the link this node dialled has no read policy: its framing errors arrive here.
