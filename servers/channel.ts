@@ -8,39 +8,45 @@
  * ```
  *
  * Where the original is silent, Parley decides (and the tests hold it to it):
- * - The first frame is the client's name. An empty name, or one over
- *   {@link MAX_NAME_BYTES} bytes, gets a one-line explanation and the
- *   connection is closed. Names need not be unique (as in the original); they
- *   may contain spaces.
+ * - The first frame is the client's name. An empty name, one over
+ *   {@link MAX_NAME_BYTES} bytes, or one that is not valid UTF-8 or holds a
+ *   control character (SPEC.md 6.3) gets a one-line explanation; the client
+ *   stays connected and its next frame is its next try. Names need not be
+ *   unique (as in the original); they may contain spaces.
  * - A channel name is everything after the command word, trimmed, so
- *   `/join 168 tas` joins `168 tas`. At most {@link MAX_CHANNEL_BYTES} bytes.
+ *   `/join 168 tas` joins `168 tas`. At most {@link MAX_CHANNEL_BYTES} bytes,
+ *   valid UTF-8 with no control characters.
  * - `/join` to the channel you are in changes nothing and sends nothing.
+ * - A channel exists while it has members (SPEC.md 6.4): the last one leaving
+ *   removes it, and the leave notice goes to nobody.
  * - `/list` names channels in creation order. If the names do not fit in one
- *   frame, the reply continues in further frames, split between names.
+ *   frame, the reply continues in further frames, split between names. A reply
+ *   takes at most a quarter of the send queue (`--max-queue`, 1 MiB: 1,310
+ *   frames); a longer list is cut and its last frame says how many were left out.
  * - A chat whose `[NAME] text` would not fit in 200 bytes is not truncated: the
  *   sender is told, and nothing is delivered.
  *
  * @module
  */
 
-import {
-  CHANNEL_PORT,
-  CHANNEL_SERVER_TEXTS,
-  listFrames,
-  MAX_CHANNEL_BYTES,
-  MAX_NAME_BYTES,
-} from "../protocols/channel.ts";
 import { getLogger } from "@logtape/logtape";
 import {
+  CHANNEL_FRAME_BYTES,
+  CHANNEL_PORT,
+  CHANNEL_SERVER_TEXTS,
   CHANNEL_TEXTS,
   ChannelDecoder,
   channelTextBytes,
   encodeChannelFrame,
   encodeChannelReply,
+  listFrames,
+  MAX_CHANNEL_BYTES,
+  MAX_NAME_BYTES,
   parseChannelCommand,
   tryEncodeChannelFrame,
 } from "../protocols/channel.ts";
-import type { Connection } from "../net/connection.ts";
+import { isSafeName } from "../protocols/names.ts";
+import { type Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
 import { formatAddr } from "../net/address.ts";
 import { type Server, serveStream } from "../net/serve.ts";
 import {
@@ -59,17 +65,101 @@ export interface ChannelServerOptions {
   hostname?: string;
   /** Port; default 55555, 0 picks a free one. */
   port?: number;
-  /** Send-queue limit per connection (default 1 MiB). */
+  /** Send-queue limit per connection (default 1 MiB); a `/list` reply takes at most a quarter. */
   maxQueueBytes?: number;
 }
 
-interface Member {
-  connection: Connection;
-  name: string;
-  channel?: Set<Member>;
+/** One named client. */
+export interface ChannelMember {
+  /** Where its frames go. */
+  readonly connection: Connection;
+  /** The name it gave (checked: safe, 1-64 bytes). */
+  readonly name: string;
+  /** The channel it is in, if any. */
+  channel?: Channel;
+}
+
+/** One channel: its name and its members, in joining order. */
+export interface Channel {
+  /** The channel's name. */
+  readonly name: string;
+  /** Who is in it. */
+  readonly members: Set<ChannelMember>;
+}
+
+/**
+ * The channel server's state: channels by name in creation order, and who is
+ * where. A channel exists while it has members: it is created with its first
+ * member and removed when the last one leaves (SPEC.md 6.4), so a client holds
+ * at most one channel and a `/create` flood holds one channel per connection.
+ * Every change of membership goes through {@link ChannelRooms.move}.
+ */
+export class ChannelRooms {
+  #channels = new Map<string, Channel>();
+
+  /** The channel called `name`, if it exists. */
+  get(name: string): Channel | undefined {
+    return this.#channels.get(name);
+  }
+
+  /** Channel names in creation order. */
+  names(): string[] {
+    return [...this.#channels.keys()];
+  }
+
+  /** How many channels exist. */
+  get size(): number {
+    return this.#channels.size;
+  }
+
+  /**
+   * Moves `member` out of its channel (the members there get "NAME has left"; an
+   * emptied channel is removed) and into `target` if given: an existing channel,
+   * or the name of a new one to create. The members of the channel entered get
+   * "NAME has joined"; the mover gets nothing.
+   */
+  move(member: ChannelMember, target?: Channel | string): void {
+    const old = member.channel;
+    if (old) {
+      old.members.delete(member);
+      member.channel = undefined;
+      if (old.members.size === 0) this.#channels.delete(old.name);
+      else broadcast(old, encodeChannelFrame(CHANNEL_TEXTS.left(member.name)));
+    }
+    if (target === undefined) return;
+    let channel: Channel;
+    if (typeof target === "string") {
+      channel = { name: target, members: new Set() };
+      this.#channels.set(target, channel);
+    } else {
+      channel = target;
+      broadcast(channel, encodeChannelFrame(CHANNEL_TEXTS.joined(member.name)));
+    }
+    channel.members.add(member);
+    member.channel = channel;
+  }
+}
+
+/** One frame, encoded once, queued for every member of `channel` but `except`. */
+function broadcast(channel: Channel, frame: Uint8Array, except?: ChannelMember): void {
+  for (const other of channel.members) if (other !== except) other.connection.send(frame);
+}
+
+/** Why a first frame is not a usable name, or undefined when it is one. */
+function nameProblem(text: string): string | undefined {
+  if (text === "") return CHANNEL_SERVER_TEXTS.emptyName;
+  if (!isSafeName(text)) return CHANNEL_SERVER_TEXTS.badName;
+  if (channelTextBytes(text) > MAX_NAME_BYTES) return CHANNEL_SERVER_TEXTS.nameTooLong;
+  return undefined;
 }
 
 const logger = getLogger(["parley", "channel"]);
+
+/** A running channel server, with a read-only view of its channels for tests and tools. */
+export interface ChannelServer extends Server {
+  /** Channel names in creation order. */
+  channels(): string[];
+}
 
 /**
  * Starts a channel chat server.
@@ -81,35 +171,24 @@ const logger = getLogger(["parley", "channel"]);
  * console.assert((server.addr as Deno.NetAddr).port > 0);
  * ```
  */
-export function serveChannel(options: ChannelServerOptions = {}): Server {
-  /** Channels by name, in creation order; each is the set of its members. */
-  const channels = new Map<string, Set<Member>>();
+export function serveChannel(options: ChannelServerOptions = {}): ChannelServer {
+  const rooms = new ChannelRooms();
+  const maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
+  const maxListFrames = Math.floor(maxQueueBytes / 4 / CHANNEL_FRAME_BYTES);
 
   /** A reply to one client; replies that quote what it typed are cut to fit, never refused. */
-  const sendText = (member: Member, text: string) =>
+  const sendText = (member: ChannelMember, text: string) =>
     member.connection.send(encodeChannelReply(text));
 
-  /** One frame, encoded once, queued for every member but `except`. */
-  const broadcast = (channel: Set<Member>, frame: Uint8Array, except?: Member) => {
-    for (const other of channel) if (other !== except) other.connection.send(frame);
-  };
+  /** Why `channel` cannot be named in a /join or /create, or undefined. */
+  const channelProblem = (channel: string, requiresName: string) =>
+    channel === ""
+      ? requiresName
+      : !isSafeName(channel)
+      ? CHANNEL_SERVER_TEXTS.badChannelName
+      : undefined;
 
-  const leave = (member: Member) => {
-    const channel = member.channel;
-    if (!channel) return;
-    channel.delete(member);
-    member.channel = undefined;
-    broadcast(channel, encodeChannelFrame(CHANNEL_TEXTS.left(member.name)));
-  };
-
-  const enter = (member: Member, channel: Set<Member>) => {
-    leave(member);
-    broadcast(channel, encodeChannelFrame(CHANNEL_TEXTS.joined(member.name)));
-    channel.add(member);
-    member.channel = channel;
-  };
-
-  const handle = (member: Member, text: string) => {
+  const handle = (member: ChannelMember, text: string) => {
     const command = parseChannelCommand(text);
     switch (command.kind) {
       case "chat": {
@@ -123,71 +202,67 @@ export function serveChannel(options: ChannelServerOptions = {}): Server {
         return broadcast(member.channel, frame, member);
       }
       case "join": {
-        if (command.channel === "") return sendText(member, CHANNEL_TEXTS.joinRequiresName);
-        const channel = channels.get(command.channel);
+        const problem = channelProblem(command.channel, CHANNEL_TEXTS.joinRequiresName);
+        if (problem) return sendText(member, problem);
+        const channel = rooms.get(command.channel);
         if (!channel) return sendText(member, CHANNEL_TEXTS.noChannelExists(command.channel));
-        if (channel !== member.channel) enter(member, channel);
+        if (channel !== member.channel) rooms.move(member, channel);
         return;
       }
       case "create": {
-        if (command.channel === "") return sendText(member, CHANNEL_TEXTS.createRequiresName);
-        if (channels.has(command.channel)) {
+        const problem = channelProblem(command.channel, CHANNEL_TEXTS.createRequiresName);
+        if (problem) return sendText(member, problem);
+        if (rooms.get(command.channel)) {
           return sendText(member, CHANNEL_TEXTS.channelExists(command.channel));
         }
         if (channelTextBytes(command.channel) > MAX_CHANNEL_BYTES) {
           return sendText(member, CHANNEL_SERVER_TEXTS.channelTooLong);
         }
-        const channel = new Set<Member>();
-        channels.set(command.channel, channel);
-        enter(member, channel);
-        return;
+        return rooms.move(member, command.channel);
       }
       case "list":
-        for (const frame of listFrames([...channels.keys()])) member.connection.send(frame);
+        for (const frame of listFrames(rooms.names(), { maxFrames: maxListFrames })) {
+          member.connection.send(frame);
+        }
         return;
       case "invalid":
         return sendText(member, CHANNEL_TEXTS.invalidControlMessage(command.command));
     }
   };
 
+  /** The first frames of a connection: a name, or a reply saying why not (the client may retry). */
+  const identify = (connection: Connection, text: string): ChannelMember | undefined => {
+    const problem = nameProblem(text);
+    if (problem) {
+      connection.send(encodeChannelFrame(problem));
+      return undefined;
+    }
+    logger.debug("{peer} is {name}", { peer: formatAddr(connection.remoteAddr), name: text });
+    return { connection, name: text };
+  };
+
   const server = serveStream(
     { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? CHANNEL_PORT },
     async (connection) => {
       const decoder = new ChannelDecoder();
-      let member: Member | undefined;
+      let member: ChannelMember | undefined;
       try {
         for await (const chunk of connection.chunks()) {
           for (const text of decoder.decode(chunk)) {
-            if (member) {
-              handle(member, text);
-              continue;
-            }
-            const problem = text === ""
-              ? CHANNEL_SERVER_TEXTS.emptyName
-              : channelTextBytes(text) > MAX_NAME_BYTES
-              ? CHANNEL_SERVER_TEXTS.nameTooLong
-              : undefined;
-            if (problem) {
-              connection.send(encodeChannelFrame(problem));
-              await connection.end();
-              return;
-            }
-            member = { connection, name: text };
-            logger.debug("{peer} is {name}", {
-              peer: formatAddr(connection.remoteAddr),
-              name: text,
-            });
+            if (member) handle(member, text);
+            else member = identify(connection, text);
+            if (connection.closed) break;
           }
           if (connection.closed) break;
         }
       } finally {
-        if (member) leave(member);
+        if (member) rooms.move(member);
       }
     },
-    { logger, maxQueueBytes: options.maxQueueBytes },
+    { logger, maxQueueBytes },
   );
   logger.info("Listening on {addr}", { addr: formatAddr(server.addr) });
-  return server;
+  return { ...server, channels: () => rooms.names() };
 }
 
 /** The command-line interface of `servers/channel.ts`. */
