@@ -8,7 +8,7 @@
  * @example
  * ```ts
  * import { serveTimestamp } from "./mod.ts";
- * await using server = serveTimestamp({ port: 0 });
+ * await using server = await serveTimestamp({ port: 0 });
  * console.assert(server.addr.transport === "tcp");
  * ```
  *

@@ -14,6 +14,7 @@ import { serveTimestamp } from "./servers/timestamp.ts";
 import { serveChannel } from "./servers/channel.ts";
 import { serveDirectory } from "./servers/directory.ts";
 import { serveIm } from "./servers/im.ts";
+import { serveWeb } from "./servers/web.ts";
 import { serveCrcNode } from "./servers/crc_node.ts";
 
 /** One server started by {@link startAll}, with the command that connects to it. */
@@ -57,13 +58,13 @@ export async function startAll(options: StartAllOptions = {}): Promise<StartedSe
   const started: StartedServer[] = [];
   const run = `deno run --allow-net`;
   try {
-    const tcp = serveTimestamp({ transport: "tcp", hostname, port: port(21567) });
+    const tcp = await serveTimestamp({ transport: "tcp", hostname, port: port(21567) });
     started.push({
       name: "timestamp (tcp)",
       server: tcp,
       client: `${run} clients/timestamp.ts --host ${hostname} --port ${portOf(tcp)}`,
     });
-    const udp = serveTimestamp({ transport: "udp", hostname, port: port(21567) });
+    const udp = await serveTimestamp({ transport: "udp", hostname, port: port(21567) });
     started.push({
       name: "timestamp (udp)",
       server: udp,
@@ -72,7 +73,7 @@ export async function startAll(options: StartAllOptions = {}): Promise<StartedSe
           portOf(udp)
         }`,
     });
-    const unix = serveTimestamp({ transport: "unix", path: options.timestampPath });
+    const unix = await serveTimestamp({ transport: "unix", path: options.timestampPath });
     started.push({
       name: "timestamp (unix)",
       server: unix,
@@ -94,6 +95,12 @@ export async function startAll(options: StartAllOptions = {}): Promise<StartedSe
       name: "IM conversations",
       server: im,
       client: `${run} clients/im.ts --user NAME --host ${hostname} --port ${portOf(im)}`,
+    });
+    const web = serveWeb({ hostname, port: port(8080), im: { hostname, port: portOf(im) } });
+    started.push({
+      name: "web client (IM)",
+      server: web,
+      client: `open http://${formatAddr(web.addr)}/ in a browser`,
     });
     const crc = await serveCrcNode({ hostname, port: port(3600), name: "parley" });
     started.push({

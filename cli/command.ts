@@ -7,6 +7,18 @@
 
 import { parseArgs } from "node:util";
 import { DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
+import { CidrSet } from "../net/address.ts";
+import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_REGISTER_TIMEOUT_MS } from "../net/framing.ts";
+import { ListenError } from "../net/listen.ts";
+import {
+  DEFAULT_EXEMPT,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_MAX_PER_IP,
+  type ServerLimits,
+  type TlsCertificate,
+  TlsSetupError,
+} from "../net/serve.ts";
+import { type TlsDialOptions, TlsHandshakeError } from "../net/dial.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 
 /** Parley's version (from `deno.json`). */
@@ -83,9 +95,114 @@ export const SERVER_FLAGS: Record<string, FlagSpec> = {
     value: "BYTES",
     description: "bytes queued for one peer before it is disconnected",
   },
+  "max-per-ip": {
+    type: "string",
+    default: String(DEFAULT_MAX_PER_IP),
+    value: "N",
+    description: "simultaneous connections from one address (not counting --exempt)",
+  },
+  exempt: {
+    type: "string",
+    default: DEFAULT_EXEMPT,
+    value: "CIDR[,CIDR...]",
+    description: "addresses --max-per-ip does not count ('' exempts nothing)",
+  },
+  "max-connections": {
+    type: "string",
+    default: String(DEFAULT_MAX_CONNECTIONS),
+    value: "N",
+    description: "simultaneous connections in all",
+  },
+  "frame-timeout": {
+    type: "string",
+    default: String(DEFAULT_FRAME_TIMEOUT_MS / 1000),
+    value: "SECONDS",
+    description: "a frame must be complete this long after its first byte (0: no limit)",
+  },
+  "register-timeout": {
+    type: "string",
+    default: String(DEFAULT_REGISTER_TIMEOUT_MS / 1000),
+    value: "SECONDS",
+    description: "a connection must register within this time (0: no limit)",
+  },
   help: { type: "boolean", description: "show this help and exit" },
   version: { type: "boolean", description: "show the version and exit" },
 };
+
+/**
+ * The TLS flags of every TCP server (SPEC 8.1): with both, the port speaks TLS
+ * only. Reading the two files is the only permission they need
+ * (`--allow-read=cert.pem,key.pem`).
+ */
+export const TLS_SERVER_FLAGS: Record<string, FlagSpec> = {
+  "tls-cert": {
+    type: "string",
+    value: "FILE",
+    description: "speak TLS only, with this PEM certificate chain (needs --allow-read of it)",
+  },
+  "tls-key": {
+    type: "string",
+    value: "FILE",
+    description: "the PEM private key of --tls-cert (needs --allow-read of it)",
+  },
+};
+
+/**
+ * The TLS flags of every client and outgoing link (SPEC 8.1): `--tls` dials
+ * with TLS and checks the server's certificate against the system roots and
+ * `--ca` (which implies `--tls`).
+ */
+export const TLS_CLIENT_FLAGS: Record<string, FlagSpec> = {
+  tls: { type: "boolean", description: "connect with TLS (plain TCP otherwise)" },
+  ca: {
+    type: "string",
+    value: "FILE",
+    description: "also trust this PEM CA certificate (a private CA; implies --tls)",
+  },
+};
+
+const PEM_CERTIFICATE = { what: "certificate", marker: /-----BEGIN CERTIFICATE-----/ };
+const PEM_KEY = { what: "private key", marker: /-----BEGIN [A-Z ]*PRIVATE KEY-----/ };
+
+function readPem(path: string, flag: string, pem: { what: string; marker: RegExp }): string {
+  const text = Deno.readTextFileSync(path);
+  if (!pem.marker.test(text)) throw new UsageError(`--${flag} ${path} holds no PEM ${pem.what}`);
+  return text;
+}
+
+/**
+ * Reads `--tls-cert` and `--tls-key` ({@link TLS_SERVER_FLAGS}): undefined when
+ * neither is given; one without the other is a usage error. A file that cannot
+ * be read fails like any start-up error (one line, exit 1).
+ */
+export function tlsServerFiles(values: ParsedCli["values"]): TlsCertificate | undefined {
+  const certPath = values["tls-cert"], keyPath = values["tls-key"];
+  if (certPath === undefined && keyPath === undefined) return undefined;
+  if (certPath === undefined || keyPath === undefined) {
+    throw new UsageError("--tls-cert and --tls-key go together");
+  }
+  return {
+    cert: readPem(String(certPath), "tls-cert", PEM_CERTIFICATE),
+    key: readPem(String(keyPath), "tls-key", PEM_KEY),
+  };
+}
+
+/**
+ * Reads `--tls` and `--ca` ({@link TLS_CLIENT_FLAGS}): undefined for plain TCP,
+ * otherwise how to check the server (the CA file read now).
+ */
+export function tlsClientOptions(values: ParsedCli["values"]): TlsDialOptions | undefined {
+  if (values.ca === undefined) return values.tls ? {} : undefined;
+  return { caCerts: [readPem(String(values.ca), "ca", PEM_CERTIFICATE)] };
+}
+
+/**
+ * What a client adds to its "Unable to connect" line: `: <reason>` for a TLS
+ * failure (wrong CA, not a TLS server), nothing otherwise.
+ */
+export function tlsFailure(error: unknown): string {
+  return error instanceof TlsHandshakeError ? `: ${error.message}` : "";
+}
 
 /** Renders the `--help` text of a command. */
 export function helpText(spec: CommandSpec): string {
@@ -170,6 +287,11 @@ export async function runCommand(
     await body(cli);
   } catch (error) {
     if (error instanceof UsageError) usageExit(spec, error);
+    if (error instanceof ListenError) {
+      // SPEC 6.7: one line naming the address ("127.0.0.1:55555 is already in use").
+      console.error(error.message);
+      Deno.exit(error.exitCode);
+    }
     if (isStartupFailure(error)) {
       // A refused permission, a port in use, a missing file: one clear line, no stack trace.
       console.error(`${spec.name}: ${error.name}: ${error.message}`);
@@ -183,7 +305,8 @@ function isStartupFailure(error: unknown): error is Error {
   return error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied ||
     error instanceof Deno.errors.AddrInUse || error instanceof Deno.errors.AddrNotAvailable ||
     error instanceof Deno.errors.NotFound || error instanceof Deno.errors.ConnectionRefused ||
-    error instanceof Deno.errors.TimedOut;
+    error instanceof Deno.errors.TimedOut || error instanceof TlsSetupError ||
+    error instanceof TlsHandshakeError;
 }
 
 function usageExit(spec: CommandSpec, error: unknown): never {
@@ -210,8 +333,17 @@ export function intValue(value: unknown, flag: string, min = 0): number {
   return Number(text);
 }
 
-/** Reads a number of seconds (decimals allowed, `0.5`) and returns milliseconds. */
-export function secondsValue(value: unknown, flag: string): number {
+/**
+ * Reads a flag given in seconds (decimals allowed, `0.5`) and returns it in
+ * milliseconds, the unit timers take.
+ *
+ * @example
+ * ```ts
+ * import { millisecondsFromSeconds } from "./command.ts";
+ * console.assert(millisecondsFromSeconds("2.5", "frame-timeout") === 2500);
+ * ```
+ */
+export function millisecondsFromSeconds(value: unknown, flag: string): number {
   const text = String(value);
   if (!/^\d+(\.\d+)?$|^\.\d+$/.test(text)) {
     throw new UsageError(`--${flag} must be a number of seconds, got '${text}'`);
@@ -232,12 +364,61 @@ export function choiceValue<T extends string>(
   return text as T;
 }
 
-/** Reads the shared server flags: host and send-queue limit. */
-export function serverBasics(
-  values: ParsedCli["values"],
-): { hostname: string; maxQueueBytes: number } {
+/** Reads a comma-separated list of CIDR blocks (`--exempt`); '' is the empty list. */
+export function cidrListValue(value: unknown, flag: string): string[] {
+  const list = String(value).split(",").map((e) => e.trim()).filter((e) => e !== "");
+  try {
+    CidrSet.parse(list);
+  } catch (error) {
+    throw new UsageError(`--${flag}: ${error instanceof Error ? error.message : error}`);
+  }
+  return list;
+}
+
+/** The shared server flags, read: what every server passes on to `serveStream`. */
+export interface ServerBasics extends ServerLimits {
+  /** `--host`. */
+  hostname: string;
+  /** `--max-queue`. */
+  maxQueueBytes: number;
+  /** `--frame-timeout`, in ms. */
+  frameTimeoutMs: number;
+  /** `--register-timeout`, in ms. */
+  registerTimeoutMs: number;
+  /** `--max-per-ip`. */
+  maxPerIp: number;
+  /** `--exempt`. */
+  exempt: string[];
+  /** `--max-connections`. */
+  maxConnections: number;
+  /** `--tls-cert` and `--tls-key`, read (when the command has {@link TLS_SERVER_FLAGS}). */
+  tls?: TlsCertificate;
+}
+
+/**
+ * Reads the flags of {@link SERVER_FLAGS}: host, send-queue limit, the
+ * connection limits, the time limits, and the TLS files (when the command has
+ * {@link TLS_SERVER_FLAGS} and they are given). Spread the result into the server's
+ * options (they extend `ServerLimits`).
+ *
+ * @example
+ * ```ts
+ * import { serverBasics } from "./command.ts";
+ * const basics = serverBasics({ "frame-timeout": "0.5", exempt: "" });
+ * console.assert(basics.frameTimeoutMs === 500 && basics.exempt.length === 0);
+ * console.assert(basics.maxPerIp === 16 && basics.registerTimeoutMs === 10_000);
+ * ```
+ */
+export function serverBasics(values: ParsedCli["values"]): ServerBasics {
+  const value = (flag: string) => values[flag] ?? SERVER_FLAGS[flag].default;
   return {
-    hostname: String(values.host ?? "127.0.0.1"),
-    maxQueueBytes: intValue(values["max-queue"] ?? DEFAULT_MAX_QUEUE_BYTES, "max-queue", 1),
+    hostname: String(value("host")),
+    maxQueueBytes: intValue(value("max-queue"), "max-queue", 1),
+    frameTimeoutMs: millisecondsFromSeconds(value("frame-timeout"), "frame-timeout"),
+    registerTimeoutMs: millisecondsFromSeconds(value("register-timeout"), "register-timeout"),
+    maxPerIp: intValue(value("max-per-ip"), "max-per-ip", 1),
+    exempt: cidrListValue(value("exempt"), "exempt"),
+    maxConnections: intValue(value("max-connections"), "max-connections", 1),
+    tls: tlsServerFiles(values),
   };
 }

@@ -22,8 +22,22 @@ import {
 } from "../protocols/channel.ts";
 import { readFrames } from "../protocols/frames.ts";
 import { readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
-import { type CommandSpec, portValue, runCommand, UsageError } from "../cli/command.ts";
-import { isConnectionGone } from "../net/dial.ts";
+import { isFrameError } from "../protocols/errors.ts";
+import {
+  type CommandSpec,
+  portValue,
+  runCommand,
+  TLS_CLIENT_FLAGS,
+  tlsClientOptions,
+  tlsFailure,
+  UsageError,
+} from "../cli/command.ts";
+import {
+  connectWithTimeout,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  isConnectionGone,
+  type TlsDialOptions,
+} from "../net/dial.ts";
 import { writeAll } from "../net/bytes.ts";
 
 /** The prompt shown before every typed line. */
@@ -61,9 +75,9 @@ export async function connectChannel(
   name: string,
   hostname: string,
   port: number,
+  tls?: TlsDialOptions,
 ): Promise<ChannelClient> {
-  const conn = await Deno.connect({ hostname, port });
-  conn.setNoDelay(true);
+  const conn = await connectWithTimeout(hostname, port, DEFAULT_CONNECT_TIMEOUT_MS, tls);
   let closed = false;
   const close = () => {
     if (closed) return;
@@ -86,7 +100,7 @@ export async function connectChannel(
         yield* readFrames(conn.readable, new ChannelDecoder());
       } catch (error) {
         // A reset or this side closing both mean: the server is gone.
-        if (!isConnectionGone(error)) throw error;
+        if (!(isConnectionGone(error) || isFrameError(error))) throw error;
       }
     },
     close,
@@ -159,23 +173,24 @@ export const CHANNEL_CLIENT_COMMAND: CommandSpec = {
   usage: "NAME HOST PORT",
   summary:
     "Channel chat client. Type /create NAME, /join NAME, /list, or a message to your channel.",
-  flags: { help: { type: "boolean", description: "show this help and exit" } },
+  flags: { ...TLS_CLIENT_FLAGS, help: { type: "boolean", description: "show this help and exit" } },
 };
 
 /** Runs the client from command-line arguments. */
 export async function main(args: readonly string[]): Promise<void> {
-  await runCommand(args, CHANNEL_CLIENT_COMMAND, async ({ positionals }) => {
+  await runCommand(args, CHANNEL_CLIENT_COMMAND, async ({ values, positionals }) => {
     if (positionals.length !== 3) throw new UsageError("expected NAME HOST PORT");
     const [name, host, portText] = positionals;
     const port = portValue(portText);
     if (channelTextBytes(name) > CHANNEL_FRAME_BYTES) {
       throw new UsageError(`the name is over ${CHANNEL_FRAME_BYTES} bytes`);
     }
+    const tls = tlsClientOptions(values);
     let client: ChannelClient;
     try {
-      client = await connectChannel(name, host, port);
-    } catch {
-      stdoutScreen.write(`${CHANNEL_TEXTS.unableToConnect(host, portText)}\n`);
+      client = await connectChannel(name, host, port, tls);
+    } catch (error) {
+      stdoutScreen.write(`${CHANNEL_TEXTS.unableToConnect(host, portText)}${tlsFailure(error)}\n`);
       Deno.exit(1);
     }
     const lines = readLines();

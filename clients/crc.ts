@@ -16,9 +16,23 @@
 import { CrcDecoder, type CrcMessage, encodeCrc } from "../protocols/crc.ts";
 import { isFrameError } from "../protocols/errors.ts";
 import { readFrames } from "../protocols/frames.ts";
-import { type CommandSpec, intValue, portValue, runCommand, UsageError } from "../cli/command.ts";
+import {
+  type CommandSpec,
+  intValue,
+  portValue,
+  runCommand,
+  TLS_CLIENT_FLAGS,
+  tlsClientOptions,
+  tlsFailure,
+  UsageError,
+} from "../cli/command.ts";
 import { CRC_PORT, randomCrcId } from "../protocols/crc.ts";
-import { isConnectionGone } from "../net/dial.ts";
+import {
+  connectWithTimeout,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  isConnectionGone,
+  type TlsDialOptions,
+} from "../net/dial.ts";
 import { writeAll } from "../net/bytes.ts";
 import { printError, readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
 
@@ -64,6 +78,8 @@ export interface CrcClientOptions {
   username: string;
   /** Info text. */
   info?: string;
+  /** Connect with TLS (`--tls`, `--ca`). */
+  tls?: TlsDialOptions;
   /** Called for every message, before the client's state is updated by it (a quit can still name its user). */
   onMessage?: (message: CrcMessage, client: CrcClient) => void;
 }
@@ -82,10 +98,10 @@ export class CrcClient {
   readonly chatLog: CrcChat[] = [];
   /** Resolves when the node closes the connection (or this side does). */
   readonly closed: Promise<void>;
-  readonly #conn: Deno.TcpConn;
+  readonly #conn: Deno.Conn;
   #done = false;
 
-  private constructor(conn: Deno.TcpConn, options: CrcClientOptions, id: number) {
+  private constructor(conn: Deno.Conn, options: CrcClientOptions, id: number) {
     this.#conn = conn;
     this.id = id;
     this.username = options.username;
@@ -125,11 +141,12 @@ export class CrcClient {
       name: options.username,
       info: options.info ?? "",
     });
-    const conn = await Deno.connect({
-      hostname: options.hostname ?? "127.0.0.1",
-      port: options.port ?? CRC_PORT,
-    });
-    conn.setNoDelay(true);
+    const conn = await connectWithTimeout(
+      options.hostname ?? "127.0.0.1",
+      options.port ?? CRC_PORT,
+      DEFAULT_CONNECT_TIMEOUT_MS,
+      options.tls,
+    );
     const client = new CrcClient(conn, options, id);
     await client.#write(registration);
     return client;
@@ -300,6 +317,7 @@ export const CRC_CLIENT_COMMAND: CommandSpec = {
     },
     username: { type: "string", value: "NAME", description: "your name" },
     info: { type: "string", default: "", value: "TEXT", description: "information about you" },
+    ...TLS_CLIENT_FLAGS,
     help: { type: "boolean", description: "show this help and exit" },
   },
 };
@@ -321,6 +339,7 @@ export async function main(args: readonly string[]): Promise<void> {
     const hostname = String(values.serverhost);
     const port = portValue(values.serverport, "serverport");
     const screen = stdoutScreen;
+    const tls = tlsClientOptions(values);
     let client: CrcClient;
     try {
       client = await CrcClient.connect({
@@ -329,13 +348,14 @@ export async function main(args: readonly string[]): Promise<void> {
         port,
         username: String(values.username),
         info: String(values.info),
+        tls,
         onMessage: (m, c) => {
           const text = describeCrcMessage(m, c);
           if (text !== undefined) screen.write(`${text}\n`);
         },
       });
-    } catch {
-      printError(`Unable to connect to ${hostname}:${port}`);
+    } catch (error) {
+      printError(`Unable to connect to ${hostname}:${port}${tlsFailure(error)}`);
       Deno.exit(1);
     }
     const result = await runCrcSession(client, readLines(), screen);

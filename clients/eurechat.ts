@@ -23,14 +23,18 @@ import {
 import { isFrameError } from "../protocols/errors.ts";
 import { readFrames } from "../protocols/frames.ts";
 import type { Connection } from "../net/connection.ts";
-import { connectWithTimeout, isConnectionGone } from "../net/dial.ts";
-import { type Server, serveStream } from "../net/serve.ts";
+import { connectWithTimeout, isConnectionGone, type TlsDialOptions } from "../net/dial.ts";
+import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
 import { writeAll } from "../net/bytes.ts";
 import {
   type CommandSpec,
+  millisecondsFromSeconds,
   portValue,
   runCommand,
-  secondsValue,
+  TLS_CLIENT_FLAGS,
+  TLS_SERVER_FLAGS,
+  tlsClientOptions,
+  tlsServerFiles,
   UsageError,
 } from "../cli/command.ts";
 import { printError, readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
@@ -57,7 +61,7 @@ export class DirectoryError extends Error {
 
 /** A session with the directory server. Requests are answered in order. */
 export class DirectoryClient {
-  readonly #conn: Deno.TcpConn;
+  readonly #conn: Deno.Conn;
   readonly #messages: EurechatMessage[] = [];
   #waiters: (() => void)[] = [];
   #ended = false;
@@ -67,7 +71,7 @@ export class DirectoryClient {
   /** Resolves when the directory closes the session. */
   readonly closed: Promise<void>;
 
-  private constructor(conn: Deno.TcpConn) {
+  private constructor(conn: Deno.Conn) {
     this.#conn = conn;
     this.#loop = (async () => {
       try {
@@ -76,7 +80,7 @@ export class DirectoryClient {
           this.#wake();
         }
       } catch (error) {
-        if (!isConnectionGone(error)) throw error; // closed, reset or cut mid-message: the session is over
+        if (!(isConnectionGone(error) || isFrameError(error))) throw error; // closed, reset or cut mid-message: the session is over
       }
       this.#ended = true;
       this.#wake();
@@ -85,7 +89,7 @@ export class DirectoryClient {
   }
 
   /**
-   * Connects to a directory server.
+   * Connects to a directory server (with TLS when `tls` is given).
    *
    * @example
    * ```ts
@@ -97,8 +101,13 @@ export class DirectoryClient {
    * console.assert((await client.query()).length === 0);
    * ```
    */
-  static async connect(hostname: string, port: number, timeoutMs = 5000): Promise<DirectoryClient> {
-    return new DirectoryClient(await connectWithTimeout(hostname, port, timeoutMs));
+  static async connect(
+    hostname: string,
+    port: number,
+    timeoutMs = 5000,
+    tls?: TlsDialOptions,
+  ): Promise<DirectoryClient> {
+    return new DirectoryClient(await connectWithTimeout(hostname, port, timeoutMs, tls));
   }
 
   #wake() {
@@ -173,8 +182,9 @@ export class DirectoryClient {
 export function connectDirectory(
   hostname: string,
   port = DIRECTORY_PORT,
+  tls?: TlsDialOptions,
 ): Promise<DirectoryClient> {
-  return DirectoryClient.connect(hostname, port);
+  return DirectoryClient.connect(hostname, port, undefined, tls);
 }
 
 /** Options of {@link servePeer}. */
@@ -185,6 +195,8 @@ export interface PeerListenerOptions {
   port?: number;
   /** Called for every incoming chat. */
   onMessage: (sender: string, text: string) => void;
+  /** Speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
 }
 
 /**
@@ -193,7 +205,7 @@ export interface PeerListenerOptions {
  */
 export function servePeer(options: PeerListenerOptions): Server {
   return serveStream(
-    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? 0 },
+    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? 0, tls: options.tls },
     async (c: Connection) => {
       const decoder = new EurechatDecoder();
       for await (const chunk of c.chunks()) {
@@ -222,14 +234,15 @@ export function servePeer(options: PeerListenerOptions): Server {
   );
 }
 
-/** Sends one chat straight to a peer: `MESSAGE <len> <sender>\n<text>`. */
+/** Sends one chat straight to a peer: `MESSAGE <len> <sender>\n<text>` (with TLS when `tls` is given). */
 export async function sendPeerMessage(
   peer: PeerEntry,
   sender: string,
   text: string,
   timeoutMs = 5000,
+  tls?: TlsDialOptions,
 ): Promise<void> {
-  const conn = await connectWithTimeout(peer.addr, peer.port, timeoutMs);
+  const conn = await connectWithTimeout(peer.addr, peer.port, timeoutMs, tls);
   try {
     await writeAll(conn, encodeEurechat("MESSAGE", [sender], text));
   } finally {
@@ -249,6 +262,8 @@ export interface EurechatSessionOptions {
   screen?: Screen;
   /** How often to touch the directory so its idle timeout never fires, ms (default 10 s). */
   keepaliveMs?: number;
+  /** Send to peers with TLS (`--tls`, `--ca`). */
+  peerTls?: TlsDialOptions;
 }
 
 /** The help text of the interactive client. */
@@ -296,7 +311,7 @@ export async function runEurechatSession(
             continue;
           }
           try {
-            await sendPeerMessage(peer, user, text);
+            await sendPeerMessage(peer, user, text, undefined, options.peerTls);
           } catch (error) {
             screen.write(
               `Cannot reach ${name} at ${peer.addr}:${peer.port}: ${
@@ -377,6 +392,16 @@ export const EURECHAT_CLIENT_COMMAND: CommandSpec = {
       value: "SECONDS",
       description: "how often to touch the directory session",
     },
+    tls: {
+      ...TLS_CLIENT_FLAGS.tls,
+      description: "reach the directory and other peers with TLS (plain TCP otherwise)",
+    },
+    ca: TLS_CLIENT_FLAGS.ca,
+    "tls-cert": {
+      ...TLS_SERVER_FLAGS["tls-cert"],
+      description: "peers reach you with TLS only, with this PEM certificate chain",
+    },
+    "tls-key": TLS_SERVER_FLAGS["tls-key"],
     help: { type: "boolean", description: "show this help and exit" },
   },
 };
@@ -396,7 +421,9 @@ export async function main(args: readonly string[]): Promise<void> {
     }
     const host = String(values.host);
     const screen = stdoutScreen;
+    const tls = tlsClientOptions(values);
     const listener = servePeer({
+      tls: tlsServerFiles(values),
       hostname: host,
       port: portValue(values.port),
       onMessage: (sender, text) => screen.write(`[${sender}] ${text}\n`),
@@ -405,7 +432,7 @@ export async function main(args: readonly string[]): Promise<void> {
     const dirPort = portValue(values["directory-port"], "directory-port");
     let directory: DirectoryClient;
     try {
-      directory = await connectDirectory(dirHost, dirPort);
+      directory = await connectDirectory(dirHost, dirPort, tls);
     } catch (error) {
       printError(
         `Unable to connect to the directory at ${dirHost}:${dirPort}: ${
@@ -438,7 +465,8 @@ export async function main(args: readonly string[]): Promise<void> {
       directory,
       lines,
       screen,
-      keepaliveMs: secondsValue(values.keepalive, "keepalive"),
+      keepaliveMs: millisecondsFromSeconds(values.keepalive, "keepalive"),
+      peerTls: tls,
     });
     if (result === "directory") {
       printError(`The directory at ${dirHost}:${dirPort} closed the session`);

@@ -27,8 +27,22 @@ import {
   parseImLine,
 } from "../protocols/im.ts";
 import { readFrames } from "../protocols/frames.ts";
-import { type CommandSpec, portValue, runCommand, UsageError } from "../cli/command.ts";
-import { isConnectionGone } from "../net/dial.ts";
+import { isFrameError } from "../protocols/errors.ts";
+import {
+  type CommandSpec,
+  portValue,
+  runCommand,
+  TLS_CLIENT_FLAGS,
+  tlsClientOptions,
+  tlsFailure,
+  UsageError,
+} from "../cli/command.ts";
+import {
+  connectWithTimeout,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  isConnectionGone,
+  type TlsDialOptions,
+} from "../net/dial.ts";
 import { writeAll } from "../net/bytes.ts";
 import { IM_PORT } from "../protocols/im.ts";
 import { printError, readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
@@ -63,9 +77,12 @@ export interface ImClient {
  * console.assert(first.value?.command === "ONLINE_USERS");
  * ```
  */
-export async function connectIm(hostname: string, port = IM_PORT): Promise<ImClient> {
-  const conn = await Deno.connect({ hostname, port });
-  conn.setNoDelay(true);
+export async function connectIm(
+  hostname: string,
+  port = IM_PORT,
+  tls?: TlsDialOptions,
+): Promise<ImClient> {
+  const conn = await connectWithTimeout(hostname, port, DEFAULT_CONNECT_TIMEOUT_MS, tls);
   let closed = false;
   const close = () => {
     if (closed) return;
@@ -89,7 +106,7 @@ export async function connectIm(hostname: string, port = IM_PORT): Promise<ImCli
           }
         }
       } catch (error) {
-        if (!isConnectionGone(error)) throw error;
+        if (!(isConnectionGone(error) || isFrameError(error))) throw error;
       }
     },
     close,
@@ -282,6 +299,7 @@ export const IM_CLIENT_COMMAND: CommandSpec = {
     },
     host: { type: "string", default: "127.0.0.1", value: "HOST", description: "server host" },
     port: { type: "string", default: String(IM_PORT), value: "PORT", description: "server port" },
+    ...TLS_CLIENT_FLAGS,
     help: { type: "boolean", description: "show this help and exit" },
   },
   epilog: IM_HELP,
@@ -294,11 +312,12 @@ export async function main(args: readonly string[]): Promise<void> {
     if (!/^\S+$/.test(user)) throw new UsageError("--user NAME is required (no spaces)");
     const host = String(values.host);
     const port = portValue(values.port);
+    const tls = tlsClientOptions(values);
     let client: ImClient;
     try {
-      client = await connectIm(host, port);
-    } catch {
-      printError(`Unable to connect to ${host}:${port}`);
+      client = await connectIm(host, port, tls);
+    } catch (error) {
+      printError(`Unable to connect to ${host}:${port}${tlsFailure(error)}`);
       Deno.exit(1);
     }
     const result = await runImSession(client, {

@@ -13,7 +13,20 @@
  */
 
 import { readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
-import { choiceValue, type CommandSpec, portValue, runCommand } from "../cli/command.ts";
+import {
+  choiceValue,
+  type CommandSpec,
+  portValue,
+  runCommand,
+  TLS_CLIENT_FLAGS,
+  tlsClientOptions,
+  UsageError,
+} from "../cli/command.ts";
+import {
+  connectWithTimeout,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  type TlsDialOptions,
+} from "../net/dial.ts";
 import {
   TIMESTAMP_PORT,
   TIMESTAMP_SOCKET_PATH,
@@ -37,6 +50,8 @@ export interface TimestampClientOptions {
   port?: number;
   /** Socket path (Unix). */
   path?: string;
+  /** TCP only: connect with TLS (`--tls`, `--ca`). */
+  tls?: TlsDialOptions;
 }
 
 /** A connection to a timestamp server. */
@@ -56,7 +71,7 @@ export interface TimestampClient {
  * ```ts
  * import { serveTimestamp } from "../servers/timestamp.ts";
  * import { connectTimestamp } from "./timestamp.ts";
- * await using server = serveTimestamp({ port: 0 });
+ * await using server = await serveTimestamp({ port: 0 });
  * using client = await connectTimestamp({ port: (server.addr as Deno.NetAddr).port });
  * console.assert((await client.request("hi")).endsWith("] hi"));
  * ```
@@ -94,7 +109,7 @@ export async function connectTimestamp(
   }
   const conn = transport === "unix"
     ? await Deno.connect({ transport: "unix", path: options.path ?? TIMESTAMP_SOCKET_PATH })
-    : await Deno.connect({ hostname, port });
+    : await connectWithTimeout(hostname, port, DEFAULT_CONNECT_TIMEOUT_MS, options.tls);
   if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
   const buffer = new Uint8Array(64 * 1024);
   let closed = false;
@@ -154,6 +169,7 @@ export const TIMESTAMP_CLIENT_COMMAND: CommandSpec = {
       description: "socket path (unix)",
       aliases: ["socket", "socket-path"],
     },
+    ...TLS_CLIENT_FLAGS,
     help: { type: "boolean", description: "show this help and exit" },
   },
 };
@@ -164,6 +180,8 @@ export async function main(args: readonly string[]): Promise<void> {
     const transport = choiceValue(values.transport, "transport", TIMESTAMP_TRANSPORTS);
     const port = portValue(values.port);
     const host = String(values.host);
+    const tls = tlsClientOptions(values);
+    if (tls && transport !== "tcp") throw new UsageError("--tls needs --transport tcp");
     let client: TimestampClient;
     try {
       client = await connectTimestamp({
@@ -171,6 +189,7 @@ export async function main(args: readonly string[]): Promise<void> {
         hostname: host,
         port,
         path: String(values.path),
+        tls,
       });
     } catch (error) {
       const where = transport === "unix" ? String(values.path) : `${host}:${port}`;

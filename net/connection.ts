@@ -8,9 +8,13 @@
 import { getLogger, type Logger } from "@logtape/logtape";
 import { concatBytes, writeAll } from "./bytes.ts";
 import { formatAddr } from "./address.ts";
+import type { ReadPolicy } from "./framing.ts";
 
 /** First size of a connection's read buffer; it grows while reads fill it. */
 export const INITIAL_READ_BYTES = 1024;
+
+/** Largest write the flush makes at once. */
+const WRITE_BATCH_BYTES = 256 * 1024;
 
 /** Default limit of bytes queued for one connection before it is dropped. */
 export const DEFAULT_MAX_QUEUE_BYTES = 1024 * 1024;
@@ -21,6 +25,14 @@ export interface ConnectionOptions {
   maxQueueBytes?: number;
   /** Where queue overflows and write failures are logged. */
   logger?: Logger;
+  /** Called after each write that made progress (for backpressure: see {@link Connection.queuedBytes}). */
+  onWritten?: (connection: Connection) => void;
+  /**
+   * How {@link receiveFrames} treats this connection's bad input and time
+   * limits; `serveStream` sets its server's policy on every accepted
+   * connection. Without one (a dialled connection) a framing error is thrown.
+   */
+  policy?: ReadPolicy;
 }
 
 /**
@@ -44,6 +56,25 @@ export class Connection {
   #closed = false;
   #logger: Logger;
   #drainWaiters: (() => void)[] = [];
+  /**
+   * Called after each write that made progress (for backpressure: see
+   * {@link Connection.queuedBytes}); may be set after construction.
+   */
+  onWritten?: (connection: Connection) => void;
+  #lastProgress = 0;
+  #ending = false;
+  /** The read policy (see {@link ConnectionOptions.policy}). */
+  readonly policy?: ReadPolicy;
+  /**
+   * Clock marks kept by the read path and checked by the server's deadline
+   * sweep, in `performance.now()` milliseconds: when the first byte of the
+   * frame now being received arrived (-1 while no partial frame is held)...
+   */
+  frameStartedAt = -1;
+  /** ...when the last complete message arrived (or the connection opened)... */
+  lastMessageAt: number = performance.now();
+  /** ...and the time by which it must register (Infinity once registered, or without a limit). */
+  registerBy = Infinity;
 
   /** Wraps `conn`; TCP connections get `setNoDelay(true)`. */
   constructor(conn: Deno.Conn, options: ConnectionOptions = {}) {
@@ -51,6 +82,8 @@ export class Connection {
     this.remoteAddr = conn.remoteAddr;
     this.#maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
     this.#logger = options.logger ?? getLogger(["parley", "net"]);
+    this.onWritten = options.onWritten;
+    this.policy = options.policy;
     if ("setNoDelay" in conn) {
       try {
         (conn as Deno.TcpConn).setNoDelay(true);
@@ -61,6 +94,58 @@ export class Connection {
   /** True once the connection was closed by this side or failed. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Bytes queued and not yet written. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  /** The send-queue limit; raising it (to Infinity) leaves overflow decisions to the owner. */
+  get maxQueueBytes(): number {
+    return this.#maxQueueBytes;
+  }
+  set maxQueueBytes(bytes: number) {
+    this.#maxQueueBytes = bytes;
+  }
+
+  /**
+   * `performance.now()` of the last write that made progress, or of the moment
+   * the queue stopped being empty, whichever is later (a stall detector compares
+   * it with the clock while {@link Connection.queuedBytes} is above 0).
+   */
+  get lastProgress(): number {
+    return this.#lastProgress;
+  }
+
+  /** True once {@link Connection.end} was called (or it is closed): no more input is read. */
+  get ending(): boolean {
+    return this.#ending || this.#closed;
+  }
+
+  /** The logger this connection reports to. */
+  get logger(): Logger {
+    return this.#logger;
+  }
+
+  /**
+   * Marks the connection registered (SPEC 6.2): the server's
+   * `--register-timeout` no longer applies to it.
+   *
+   * @example
+   * ```ts
+   * import { serveStream } from "./serve.ts";
+   * import { receiveFrames } from "./framing.ts";
+   * import { ImLineDecoder } from "../protocols/im.ts";
+   * await using server = serveStream({ port: 0 }, async (connection) => {
+   *   for await (const line of receiveFrames(connection, new ImLineDecoder())) {
+   *     if (line.startsWith("REGISTER ")) connection.registered();
+   *   }
+   * }, { registerTimeoutMs: 10_000 });
+   * ```
+   */
+  registered(): void {
+    this.registerBy = Infinity;
   }
 
   /**
@@ -78,6 +163,7 @@ export class Connection {
       this.close();
       return false;
     }
+    if (this.#queue.length === 0 && !this.#flushing) this.#lastProgress = performance.now();
     this.#queue.push(bytes);
     if (!this.#flushing && !this.#scheduled) {
       this.#scheduled = true;
@@ -92,11 +178,19 @@ export class Connection {
     this.#flushing = true;
     try {
       while (this.#queue.length > 0 && !this.#closed) {
-        const chunks = this.#queue;
-        this.#queue = [];
+        // At most ~256 KiB per write: a long queue is not copied whole, and progress shows.
+        let count = 0;
+        let size = 0;
+        while (count < this.#queue.length && (count === 0 || size < WRITE_BATCH_BYTES)) {
+          size += this.#queue[count++].length;
+        }
+        const chunks = count === this.#queue.length ? this.#queue : this.#queue.slice(0, count);
+        this.#queue = count === this.#queue.length ? [] : this.#queue.slice(count);
         const data = chunks.length === 1 ? chunks[0] : concatBytes(chunks);
         await writeAll(this.conn, data);
         this.#queuedBytes -= data.length;
+        this.#lastProgress = performance.now();
+        this.onWritten?.(this);
       }
     } catch (error) {
       if (!this.#closed) {
@@ -125,6 +219,7 @@ export class Connection {
   /** Writes what is queued (waiting at most `timeoutMs`), then closes. */
   async end(timeoutMs = 1000): Promise<void> {
     if (this.#closed) return;
+    this.#ending = true;
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       this.drain(),

@@ -195,6 +195,11 @@ export class ChannelDecoder implements FrameDecoder<string> {
     return out;
   }
 
+  /** Bytes of a partial frame held (0 at a boundary). */
+  get buffered(): number {
+    return this.#held;
+  }
+
   /** Throws a `FrameError` if a partial frame is buffered. */
   end(): void {
     assertNoPartialFrame(this.#held, this.#offset - this.#held);

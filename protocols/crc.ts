@@ -12,9 +12,11 @@
  * 0x02  server quit          source u32, replacement u32, len u32, content                    13
  * ```
  *
- * Strings are UTF-8 and lengths count bytes. An unknown type byte is a
- * `FrameError`; a content length over the decoder's limit (default 64 KiB) is
- * a `FrameTooLargeError`. Encoders refuse values that do not fit their field
+ * Strings are UTF-8 and lengths count bytes. An unknown type byte, or a name
+ * or info that is not valid UTF-8 or holds a control character (SPEC 6.3,
+ * 6.6), is a `FrameError`; a content length over the decoder's limit (default
+ * 64 KiB) is a `FrameTooLargeError`. Chat, status and quit contents may hold
+ * anything (invalid UTF-8 decodes to U+FFFD; routing forwards the wire bytes). Encoders refuse values that do not fit their field
  * (`RangeError`), never truncate.
  *
  * @module
@@ -66,6 +68,29 @@ export type CrcKind = CrcMessage["kind"];
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+/** Names and infos: invalid UTF-8 throws, and a BOM is kept so the text re-encodes to the same bytes. */
+const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+/** C0, DEL, C1 and the bidi controls (SPEC 6.3): never allowed in a name or info. */
+// deno-lint-ignore no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+
+/**
+ * Why `text` may not be a CRC name or info (SPEC 6.3), or undefined when it may:
+ * it must hold no control characters and encode within `maxBytes`.
+ *
+ * @example
+ * ```ts
+ * import { crcTextProblem } from "./crc.ts";
+ * console.assert(crcTextProblem("alice", 255) === undefined);
+ * console.assert(crcTextProblem("a\u0007", 255) !== undefined);
+ * ```
+ */
+export function crcTextProblem(text: string, maxBytes: number): string | undefined {
+  if (CONTROL_CHARACTERS.test(text)) return "contains a control character";
+  const length = encoder.encode(text).length;
+  if (length > maxBytes) return `is ${length} bytes, limit is ${maxBytes}`;
+  return undefined;
+}
 
 function u32(value: number, field: string): number {
   if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
@@ -163,12 +188,12 @@ export function encodeCrc(message: CrcMessage): Uint8Array {
 
 /** Fixed header size of each type byte (the type byte included). */
 const HEADER_BYTES: Record<number, number> = {
-  0x00: 12,
-  0x80: 12,
-  0x01: 15,
-  0x81: 13,
-  0x82: 9,
-  0x02: 13,
+  [CRC_TYPES.serverRegistration]: 12,
+  [CRC_TYPES.clientRegistration]: 12,
+  [CRC_TYPES.status]: 15,
+  [CRC_TYPES.chat]: 13,
+  [CRC_TYPES.clientQuit]: 9,
+  [CRC_TYPES.serverQuit]: 13,
 };
 
 /** Limits of a {@link CrcDecoder}. */
@@ -202,6 +227,11 @@ export class CrcDecoder implements FrameDecoder<CrcMessage> {
   /** Feeds bytes; returns the messages completed. */
   decode(chunk: Uint8Array): CrcMessage[] {
     return this.#frames.decode(chunk).map((f) => f.message);
+  }
+
+  /** Bytes of a partial message held (0 at a boundary). */
+  get buffered(): number {
+    return this.#frames.buffered;
   }
 
   /** Throws a `FrameError` if a partial message is buffered. */
@@ -255,7 +285,7 @@ export class CrcFrameDecoder implements FrameDecoder<CrcFrame> {
       if (view.length < header) break;
       const data = new DataView(view.buffer, view.byteOffset, view.length);
       let total: number;
-      if (type === 0x00 || type === 0x80) {
+      if (type === CRC_TYPES.serverRegistration || type === CRC_TYPES.clientRegistration) {
         total = 12 + view[9] + data.getUint16(10);
       } else {
         const length = data.getUint32(header - 4);
@@ -271,9 +301,14 @@ export class CrcFrameDecoder implements FrameDecoder<CrcFrame> {
       }
       if (view.length < total) break;
       const bytes = this.#queue.take(total);
-      out.push({ message: parse(bytes), bytes });
+      out.push({ message: parse(bytes, offset), bytes });
     }
     return out;
+  }
+
+  /** Bytes of a partial message held (0 at a boundary). */
+  get buffered(): number {
+    return this.#queue.length;
   }
 
   /** Throws a `FrameError` if a partial message is buffered. */
@@ -282,22 +317,38 @@ export class CrcFrameDecoder implements FrameDecoder<CrcFrame> {
   }
 }
 
-function parse(bytes: Uint8Array): CrcMessage {
+/** Decodes a name or info strictly: not UTF-8, or a control character, is a framing error. */
+function strictText(bytes: Uint8Array, field: string, offset: number): string {
+  let text: string;
+  try {
+    text = strictDecoder.decode(bytes);
+  } catch (cause) {
+    throw new FrameError(`${field} is not valid UTF-8`, { offset, cause });
+  }
+  if (CONTROL_CHARACTERS.test(text)) {
+    throw new FrameError(`${field} contains a control character`, { offset });
+  }
+  return text;
+}
+
+function parse(bytes: Uint8Array, offset: number): CrcMessage {
   const data = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   const text = (from: number, to: number) => decoder.decode(bytes.subarray(from, to));
   switch (bytes[0]) {
-    case 0x00:
-    case 0x80: {
+    case CRC_TYPES.serverRegistration:
+    case CRC_TYPES.clientRegistration: {
       const nameEnd = 12 + bytes[9];
       return {
-        kind: bytes[0] === 0x00 ? "server_registration" : "client_registration",
+        kind: bytes[0] === CRC_TYPES.serverRegistration
+          ? "server_registration"
+          : "client_registration",
         source: data.getUint32(1),
         lastHop: data.getUint32(5),
-        name: text(12, nameEnd),
-        info: text(nameEnd, bytes.length),
+        name: strictText(bytes.subarray(12, nameEnd), "name", offset),
+        info: strictText(bytes.subarray(nameEnd), "info", offset),
       };
     }
-    case 0x01:
+    case CRC_TYPES.status:
       return {
         kind: "status",
         source: data.getUint32(1),
@@ -305,14 +356,14 @@ function parse(bytes: Uint8Array): CrcMessage {
         code: data.getUint16(9),
         content: text(15, bytes.length),
       };
-    case 0x81:
+    case CRC_TYPES.chat:
       return {
         kind: "chat",
         source: data.getUint32(1),
         destination: data.getUint32(5),
         content: text(13, bytes.length),
       };
-    case 0x02:
+    case CRC_TYPES.serverQuit:
       return {
         kind: "server_quit",
         source: data.getUint32(1),
@@ -333,6 +384,8 @@ export const CRC_TEXTS = {
   duplicateClient: (id: number): string => `Someone has already registered with ID ${id}`,
   welcome: (name: string): string => `Welcome to the Clemson Relay Chat network ${name}`,
   unknownId: (id: number): string => `Unknown ID ${id}`,
+  /** Refusal of a registration when the node already knows `--max-hosts` hosts. */
+  tooManyHosts: (limit: number): string => `This network already has ${limit} hosts`,
   /** Content of the quits a node sends for hosts lost with a link. */
   connectionLost: "connection lost",
 } as const;

@@ -21,6 +21,7 @@
 
 import { FrameError, FrameTooLargeError } from "./errors.ts";
 import { ByteQueue, type FrameDecoder } from "./frames.ts";
+import { isSafeName, utf8Length } from "./names.ts";
 
 /** Default limit of a header line, in bytes (without the LF). */
 export const EURECHAT_MAX_HEADER_BYTES = 1024;
@@ -200,6 +201,11 @@ export class EurechatDecoder implements FrameDecoder<EurechatMessage> {
     return { type, args, length };
   }
 
+  /** Bytes of a partial message held (0 at a boundary). */
+  get buffered(): number {
+    return this.#queue.length + (this.#pending ? 1 : 0);
+  }
+
   /** Throws a `FrameError` if a partial message is buffered. */
   end(): void {
     if (this.#pending || this.#queue.length > 0) {
@@ -215,6 +221,43 @@ function clip(text: string): string {
 /** Default port of the directory server. */
 export const DIRECTORY_PORT = 8888;
 
+/** Longest directory user name, in UTF-8 bytes (SPEC.md 6.3). */
+export const DIRECTORY_NAME_MAX_BYTES = 32;
+
+/** Longest address a directory accepts in BIND, in bytes (keeps a full QUERY under 1 MiB). */
+export const DIRECTORY_ADDR_MAX_BYTES = 64;
+
+/**
+ * Largest RESULT payload a directory sends: Parley's clients accept eurechat
+ * payloads up to 1 MiB (SPEC.md 6.4). At the caps (10,000 bound names of 32
+ * bytes, addresses of 64) a full QUERY is 1,039,999 bytes.
+ */
+export const DIRECTORY_MAX_RESULT_BYTES = 1024 * 1024;
+
+/**
+ * Why `name` cannot be a directory user name, or `undefined` if it can
+ * (SPEC.md 6.3): a {@link isSafeName safe name} (valid UTF-8, no C0, DEL, C1
+ * or bidi controls) of 1 to 32 UTF-8 bytes with no whitespace and no `,` (the
+ * field separator of a RESULT line).
+ *
+ * @example
+ * ```ts
+ * import { directoryNameProblem } from "./eurechat.ts";
+ * console.assert(directoryNameProblem("corrado") === undefined);
+ * console.assert(directoryNameProblem("a,b") !== undefined);
+ * console.assert(directoryNameProblem("x".repeat(33)) !== undefined);
+ * ```
+ */
+export function directoryNameProblem(name: string): string | undefined {
+  if (name === "") return "the name is empty";
+  if (!isSafeName(name)) return "the name is not valid UTF-8 or holds a control character";
+  if (utf8Length(name) > DIRECTORY_NAME_MAX_BYTES) {
+    return `the name is longer than ${DIRECTORY_NAME_MAX_BYTES} bytes`;
+  }
+  if (/[\s,]/u.test(name)) return "the name holds whitespace or a comma";
+  return undefined;
+}
+
 /** The directory's reply texts, exactly as SPEC.md 1.2 gives them. */
 export const DIRECTORY_TEXTS = {
   hello: (name: string): string => `hi ${name}, authentication required`,
@@ -228,8 +271,19 @@ export const DIRECTORY_TEXTS = {
   notUnderstood: (type: string): string => `I did not understand the message ${type}`,
   idle: "shutting down idle connection (timeout)",
   unexpected: "unexpected error",
-  /** Parley's throttle (not in the original). */
+  /** Parley's throttle (SPEC.md 6.5, not in the original). */
   throttled: (seconds: number): string => `too many failed logins, try again in ${seconds} seconds`,
+  /** The hash queue is full (SPEC.md 6.5). */
+  busy: "server busy, try again later",
+  /** Sent to the older session when the same name logs in again (SPEC.md 6.5). */
+  takenOver: "logged in from another session",
+  /** Parley's sign-up limit per address (`--signups-per-minute`; SPEC.md gives no text). */
+  signupLimit: (seconds: number): string =>
+    `too many new accounts from your address, try again in ${seconds} seconds`,
+  /** A BIND of a new name when `--max-bound` users are bound (SPEC.md gives no text). */
+  full: "too many bound users, try again later",
+  /** USER and PASS were not both done within `--register-timeout` (SPEC.md gives no text). */
+  registerTimeout: "login not completed in time",
   /** Sent to every session when the server stops. */
   shuttingDown: "directory shutting down",
 } as const;

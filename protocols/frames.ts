@@ -18,6 +18,11 @@ export interface FrameDecoder<T> {
   decode(chunk: Uint8Array): T[];
   /** End of input: throws {@link FrameError} if a partial frame is left. */
   end(): void;
+  /**
+   * Bytes of a partial frame held (0 at a frame boundary). Optional: the read
+   * path uses it to time a frame from its first byte (SPEC 6.2).
+   */
+  readonly buffered?: number;
 }
 
 /** Options for {@link readFrames}. */

@@ -175,6 +175,11 @@ export class ImLineDecoder implements FrameDecoder<string> {
     return out;
   }
 
+  /** Bytes of a partial line held (0 at a boundary). */
+  get buffered(): number {
+    return this.#queue.length;
+  }
+
   /** Throws a `FrameError` if a line without its LF is left. */
   end(): void {
     assertNoPartialFrame(this.#queue.length, this.#queue.consumed);

@@ -13,6 +13,8 @@
  * @module
  */
 
+import type { FrameDecoder } from "./frames.ts";
+
 const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const encoder = new TextEncoder();
@@ -71,3 +73,29 @@ export const TIMESTAMP_TRANSPORTS = ["tcp", "udp", "unix"] as const;
 
 /** One of {@link TIMESTAMP_TRANSPORTS}. */
 export type TimestampTransport = typeof TIMESTAMP_TRANSPORTS[number];
+
+/**
+ * The "decoder" of the timestamp protocol, whose unit is a chunk, not a frame:
+ * every read is one complete message (a copy of it), so nothing is ever
+ * partial, the frame timeout never applies, and every read counts as activity.
+ *
+ * @example
+ * ```ts
+ * import { TimestampChunkDecoder } from "./timestamp.ts";
+ * const d = new TimestampChunkDecoder();
+ * const [chunk] = d.decode(new TextEncoder().encode("hi"));
+ * console.assert(chunk.length === 2 && d.buffered === 0);
+ * ```
+ */
+export class TimestampChunkDecoder implements FrameDecoder<Uint8Array> {
+  /** Always 0: a chunk is never partial. */
+  readonly buffered = 0;
+
+  /** Returns the chunk itself, copied (the caller may reuse its read buffer). */
+  decode(chunk: Uint8Array): Uint8Array[] {
+    return [chunk.slice()];
+  }
+
+  /** Nothing can be left over. */
+  end(): void {}
+}

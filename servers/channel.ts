@@ -48,16 +48,19 @@ import {
 import { isSafeName } from "../protocols/names.ts";
 import { type Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
 import { formatAddr } from "../net/address.ts";
-import { type Server, serveStream } from "../net/serve.ts";
+import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
 import {
   type CommandSpec,
   portValue,
   runCommand,
   SERVER_FLAGS,
   serverBasics,
+  TLS_SERVER_FLAGS,
   UsageError,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
+import { ChannelCluster } from "./_channel_cluster.ts";
+import { CLUSTER_FLAGS, clusterValues, NO_CONNECTION } from "./_cluster.ts";
 
 /** Options of {@link serveChannel}. */
 export interface ChannelServerOptions {
@@ -67,12 +70,18 @@ export interface ChannelServerOptions {
   port?: number;
   /** Send-queue limit per connection (default 1 MiB); a `/list` reply takes at most a quarter. */
   maxQueueBytes?: number;
+  /** Speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
+  /** NATS URLs: join the cluster of instances that share them (SPEC.md 8.2). */
+  nats?: string[];
+  /** A cluster peer silent this long has lost its members, ms (default 5 s). */
+  clusterTimeoutMs?: number;
 }
 
 /** One named client. */
 export interface ChannelMember {
-  /** Where its frames go. */
-  readonly connection: Connection;
+  /** Where its frames go; a peer instance's member (mirrored by the cluster) has {@link NO_CONNECTION}. */
+  readonly connection: Pick<Connection, "send">;
   /** The name it gave (checked: safe, 1-64 bytes). */
   readonly name: string;
   /** The channel it is in, if any. */
@@ -159,6 +168,8 @@ const logger = getLogger(["parley", "channel"]);
 export interface ChannelServer extends Server {
   /** Channel names in creation order. */
   channels(): string[];
+  /** Ids of the cluster peers heard within the timeout (empty without `--nats`). */
+  clusterPeers(): string[];
 }
 
 /**
@@ -180,6 +191,22 @@ export function serveChannel(options: ChannelServerOptions = {}): ChannelServer 
   const sendText = (member: ChannelMember, text: string) =>
     member.connection.send(encodeChannelReply(text));
 
+  const cluster = options.nats
+    ? new ChannelCluster<ChannelMember>(
+      { servers: options.nats, timeoutMs: options.clusterTimeoutMs ?? 5000, logger },
+      {
+        remoteMember: (name) => ({ connection: NO_CONNECTION, name }),
+        enter: (member, name) => {
+          const channel = rooms.get(name);
+          if (!channel || channel !== member.channel) rooms.move(member, channel ?? name);
+        },
+        leave: (member) => rooms.move(member),
+        chat: (member, frame) => member.channel && broadcast(member.channel, frame, member),
+      },
+    )
+    : undefined;
+  const listed = () => cluster?.order(rooms.names()) ?? rooms.names();
+
   /** Why `channel` cannot be named in a /join or /create, or undefined. */
   const channelProblem = (channel: string, requiresName: string) =>
     channel === ""
@@ -199,14 +226,18 @@ export function serveChannel(options: ChannelServerOptions = {}): ChannelServer 
         if (!frame) {
           return sendText(member, CHANNEL_SERVER_TEXTS.chatTooLong(channelTextBytes(line)));
         }
-        return broadcast(member.channel, frame, member);
+        broadcast(member.channel, frame, member);
+        return cluster?.chatted(member, line);
       }
       case "join": {
         const problem = channelProblem(command.channel, CHANNEL_TEXTS.joinRequiresName);
         if (problem) return sendText(member, problem);
         const channel = rooms.get(command.channel);
         if (!channel) return sendText(member, CHANNEL_TEXTS.noChannelExists(command.channel));
-        if (channel !== member.channel) rooms.move(member, channel);
+        if (channel !== member.channel) {
+          rooms.move(member, channel);
+          cluster?.entered(member, member.name, command.channel, false);
+        }
         return;
       }
       case "create": {
@@ -218,10 +249,11 @@ export function serveChannel(options: ChannelServerOptions = {}): ChannelServer 
         if (channelTextBytes(command.channel) > MAX_CHANNEL_BYTES) {
           return sendText(member, CHANNEL_SERVER_TEXTS.channelTooLong);
         }
-        return rooms.move(member, command.channel);
+        rooms.move(member, command.channel);
+        return cluster?.entered(member, member.name, command.channel, true);
       }
       case "list":
-        for (const frame of listFrames(rooms.names(), { maxFrames: maxListFrames })) {
+        for (const frame of listFrames(listed(), { maxFrames: maxListFrames })) {
           member.connection.send(frame);
         }
         return;
@@ -242,7 +274,11 @@ export function serveChannel(options: ChannelServerOptions = {}): ChannelServer 
   };
 
   const server = serveStream(
-    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? CHANNEL_PORT },
+    {
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port ?? CHANNEL_PORT,
+      tls: options.tls,
+    },
     async (connection) => {
       const decoder = new ChannelDecoder();
       let member: ChannelMember | undefined;
@@ -256,13 +292,23 @@ export function serveChannel(options: ChannelServerOptions = {}): ChannelServer 
           if (connection.closed) break;
         }
       } finally {
-        if (member) rooms.move(member);
+        if (member) {
+          rooms.move(member);
+          cluster?.left(member);
+        }
       }
     },
     { logger, maxQueueBytes },
   );
   logger.info("Listening on {addr}", { addr: formatAddr(server.addr) });
-  return { ...server, channels: () => rooms.names() };
+  const channels = () => rooms.names();
+  const clusterPeers = () => cluster?.link.peers() ?? [];
+  if (!cluster) return { ...server, channels, clusterPeers };
+  const shutdown = async () => {
+    await server.shutdown();
+    await cluster.close();
+  };
+  return { ...server, shutdown, [Symbol.asyncDispose]: shutdown, channels, clusterPeers };
 }
 
 /** The command-line interface of `servers/channel.ts`. */
@@ -277,6 +323,8 @@ export const CHANNEL_COMMAND: CommandSpec = {
       value: "PORT",
       description: "port (also the first positional argument); 0 picks one",
     },
+    ...TLS_SERVER_FLAGS,
+    ...CLUSTER_FLAGS,
     ...SERVER_FLAGS,
   },
 };
@@ -289,7 +337,8 @@ export async function main(args: readonly string[]): Promise<void> {
     }
     const port = portValue(positionals[0] ?? values.port);
     const basics = serverBasics(values);
-    await runServer(values, logger, () => serveChannel({ ...basics, port }));
+    const cluster = clusterValues(values);
+    await runServer(values, logger, () => serveChannel({ ...basics, ...cluster, port }));
   });
 }
 

@@ -1,7 +1,11 @@
 /**
- * Clemson Relay Chat node (seed 003, SPEC.md 3.2): servers form a tree, every
- * node knows every host (server or client) and the adjacent link that leads
- * to it, and chats are routed hop by hop along those links.
+ * Clemson Relay Chat node (seed 003, SPEC.md 3.2 and 6.6): servers form a
+ * tree, every node knows every host (server or client) and the adjacent link
+ * that leads to it, and chats are routed hop by hop along those links.
+ *
+ * The routing itself is the pure {@link CrcRouter} (`protocols/crc_router.ts`);
+ * this module is its I/O shell: sockets, timers, backpressure, the admin
+ * endpoint and the command line.
  *
  * ```sh
  * deno run --allow-net servers/crc_node.ts --id 1 --name hub --port 3600
@@ -12,46 +16,46 @@
  * @module
  */
 
-import { CRC_PORT, CRC_TEXTS, randomCrcId } from "../protocols/crc.ts";
 import { getLogger } from "@logtape/logtape";
 import {
-  CRC_STATUS,
-  type CrcFrame,
+  CRC_PORT,
   CrcFrameDecoder,
   type CrcKind,
-  type CrcMessage,
-  type CrcRegistration,
-  encodeCrc,
+  crcTextProblem,
+  randomCrcId,
 } from "../protocols/crc.ts";
+import {
+  CRC_KINDS,
+  CRC_MAX_HOSTS,
+  type CrcHostView,
+  CrcRouter,
+  type CrcRouterEvent,
+} from "../protocols/crc_router.ts";
 import { isFrameError } from "../protocols/errors.ts";
-import { Connection } from "../net/connection.ts";
-import { connectWithTimeout } from "../net/dial.ts";
-import { formatAddr } from "../net/address.ts";
-import { type Server, serveStream } from "../net/serve.ts";
+import { Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
+import { connectWithTimeout, type TlsDialOptions } from "../net/dial.ts";
+import { formatAddr, formatHostPort } from "../net/address.ts";
+import { DEFAULT_REGISTER_TIMEOUT_MS, receiveFrames } from "../net/framing.ts";
+import { listenTcp } from "../net/listen.ts";
+import { type Server, type ServerLimits, serveStream, type TlsCertificate } from "../net/serve.ts";
 import {
   type CommandSpec,
   intValue,
+  millisecondsFromSeconds,
   portValue,
   runCommand,
   SERVER_FLAGS,
   serverBasics,
+  TLS_CLIENT_FLAGS,
+  TLS_SERVER_FLAGS,
+  tlsClientOptions,
   UsageError,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
+import { type AdminReply, serveAdmin, textReply } from "./_crc_admin.ts";
 
 /** A host this node knows, as `GET /state` shows it. */
-export interface CrcHostState {
-  /** Its id. */
-  id: number;
-  /** `server` or `client`. */
-  kind: "server" | "client";
-  /** Its name. */
-  name: string;
-  /** Its info. */
-  info: string;
-  /** The adjacent host on the path to it (itself when adjacent). */
-  firstLink: number;
-}
+export type CrcHostState = CrcHostView;
 
 /** A node's view of the network (`GET /state`). */
 export interface CrcNodeState {
@@ -67,12 +71,20 @@ export interface CrcNodeState {
   adjacentServers: number[];
   /** Ids of adjacent clients. */
   adjacentClients: number[];
-  /** Status texts addressed to this node (or to 0), oldest first. */
+  /** Status texts addressed to this node (or to 0), oldest first: the newest 1000, each cut to 1 KiB. */
   statusLog: string[];
 }
 
-/** Options of {@link serveCrcNode}. */
-export interface CrcNodeOptions {
+/** Default `--link-high-water`: a server link's queue past it pauses reading from client links. */
+export const CRC_LINK_HIGH_WATER_BYTES = 4 * 1024 * 1024;
+/** Default `--link-stall-timeout`, ms: a server link that writes nothing for this long is dropped. */
+export const CRC_LINK_STALL_MS = 30_000;
+/**
+ * Options of {@link serveCrcNode}. The shared limits (`maxQueueBytes` for
+ * client and unregistered links, `frameTimeoutMs`, `registerTimeoutMs`, default
+ * 10 s, `maxPerIp`, ...) are those of every server.
+ */
+export interface CrcNodeOptions extends ServerLimits {
   /** This node's 32-bit id (default: random, never 0). */
   id?: number;
   /** This node's name (default `node-<id>`). */
@@ -89,24 +101,20 @@ export interface CrcNodeOptions {
   admin?: { hostname: string; port: number };
   /** Largest content of a chat, status or quit. */
   maxContentBytes?: number;
-  /** Send-queue limit per link. */
-  maxQueueBytes?: number;
-  /** Time allowed to reach `connectTo`, ms (default 5 s). */
+  /** Time allowed to reach `connectTo` and hear its answer, ms (default 5 s). */
   connectTimeoutMs?: number;
-}
-
-interface Link {
-  connection: Connection;
-  /** The adjacent host that registered on this link, once it has. */
-  owner?: number;
-}
-
-interface Host {
-  id: number;
-  kind: "server" | "client";
-  name: string;
-  info: string;
-  firstLink: Link;
+  /** Most hosts recorded (default 100000). */
+  maxHosts?: number;
+  /** A server link's queue past this pauses reading from client links (default 4 MiB). */
+  linkHighWaterBytes?: number;
+  /** A server link that makes no write progress for this long is dropped, ms (default 30 s). */
+  linkStallTimeoutMs?: number;
+  /** Speak TLS only on the node's port, with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
+  /** Reach `connectTo` over TLS (`--tls`, `--ca`). */
+  connectTls?: TlsDialOptions;
+  /** The admin endpoint closes a connection idle this long, ms (default 10 s, SPEC 6.2). */
+  adminIdleMs?: number;
 }
 
 /** A running CRC node. */
@@ -121,19 +129,297 @@ export interface CrcNode extends Server {
   metrics(): string;
 }
 
+/** The node this one tried to join refused it (its id is taken there). */
+export class CrcJoinRefusedError extends Deno.errors.ConnectionRefused {
+  /** Makes the error; the message ends with the refusal text. */
+  constructor(message: string) {
+    super(message);
+    this.name = "CrcJoinRefusedError";
+  }
+}
+
 const logger = getLogger(["parley", "crc"]);
-const KINDS: CrcKind[] = [
-  "server_registration",
-  "client_registration",
-  "status",
-  "chat",
-  "client_quit",
-  "server_quit",
-];
+
+interface Link {
+  id: number;
+  connection: Connection;
+  /** Raised queue limit once it is a server link. */
+  server: boolean;
+  /** Its queue limit is raised by the welcome's client list until that drains. */
+  reserved: boolean;
+  /** A client link that stopped making progress: not waited for until it drains. */
+  stuck: boolean;
+}
+
+type Limits = Required<
+  Pick<CrcNodeOptions, "maxQueueBytes" | "linkHighWaterBytes" | "linkStallTimeoutMs">
+>;
 
 /**
- * Starts a CRC node; with `connectTo`, it joins that node's network first
- * (and fails if it cannot reach it).
+ * A client link over half its queue limit that made no write progress for
+ * this long is no longer waited for: it reads too slowly, its queue may
+ * overflow and it is dropped (SPEC conventions).
+ */
+const CLIENT_STALL_MS = 200;
+
+/** Links whose queues are past a mark; while any are, readers wait on {@link Backlog.wait}. */
+class Backlog {
+  readonly links = new Set<Link>();
+  #gate?: PromiseWithResolvers<void>;
+
+  /** Resolves when the backlog clears; undefined while it is clear. */
+  get wait(): Promise<void> | undefined {
+    return this.#gate?.promise;
+  }
+
+  /** True when `link` is the first. */
+  add(link: Link): boolean {
+    if (this.links.has(link)) return false;
+    this.links.add(link);
+    if (this.links.size > 1) return false;
+    this.#gate = Promise.withResolvers();
+    return true;
+  }
+
+  /** True when that cleared the backlog. */
+  delete(link: Link): boolean {
+    if (!this.links.delete(link) || this.links.size > 0) return false;
+    this.release();
+    return true;
+  }
+
+  /** Lets every waiting reader go. */
+  release(): void {
+    this.#gate?.resolve();
+    this.#gate = undefined;
+  }
+}
+
+/**
+ * The I/O shell around one {@link CrcRouter}: links, backpressure, stalls.
+ *
+ * Backpressure (SPEC 6.6): a server link whose queue passes the high-water
+ * mark pauses reading from client links until it drains below half; one that
+ * makes no progress for the stall timeout is dropped. A client link over half
+ * its queue limit that keeps reading pauses reading from every link until it
+ * drains below a quarter (so a burst toward a reading client never overflows
+ * it); one that makes no progress for {@link CLIENT_STALL_MS} is not waited
+ * for, and is dropped if its queue overflows.
+ */
+class NodeShell {
+  readonly router: CrcRouter;
+  readonly links = new Map<number, Link>();
+  readonly byConnection = new Map<Connection, Link>();
+  protocolErrors = 0;
+  connectionsTotal = 0;
+  /** Server links past the high-water mark: client links are not read. */
+  readonly servers = new Backlog();
+  /** Reading client links over half their limit: no link is read. */
+  readonly clients = new Backlog();
+  readonly #serverLinks = new Set<Link>();
+  #nextId = 0;
+  #limits: Limits;
+  #maxContent?: number;
+  #stallTimer: ReturnType<typeof setInterval>;
+  #stopping = false;
+  /** Waits for the answer of the node this one joins. */
+  joinAnswer?: PromiseWithResolvers<void>;
+
+  constructor(router: (shell: NodeShell) => CrcRouter, limits: Limits, maxContent?: number) {
+    this.#limits = limits;
+    this.#maxContent = maxContent;
+    this.router = router(this);
+    const every = Math.max(10, Math.min(CLIENT_STALL_MS / 4, limits.linkStallTimeoutMs / 4));
+    this.#stallTimer = setInterval(() => this.#checkStalls(), every);
+  }
+
+  /** Queues a frame (the router's output). */
+  send(id: number, _kind: CrcKind, bytes: Uint8Array): void {
+    const link = this.links.get(id);
+    if (!link) return;
+    if (!link.server && this.router.roleOf(id) === "server") {
+      link.server = true;
+      link.connection.maxQueueBytes = Infinity;
+      this.#serverLinks.add(link);
+    }
+    const c = link.connection;
+    c.send(bytes);
+    if (link.server) {
+      if (c.queuedBytes > this.#limits.linkHighWaterBytes && this.servers.add(link)) {
+        logger.info("Server link {peer} is backed up: pausing reads from clients", {
+          peer: formatAddr(c.remoteAddr),
+        });
+      }
+    } else if (
+      c.queuedBytes > this.#limits.maxQueueBytes / 2 && !link.reserved && !link.stuck && !c.closed
+    ) {
+      this.clients.add(link);
+    }
+  }
+
+  /** The welcome's client list may exceed the normal queue limit by its size. */
+  reserve(id: number, bytes: number): void {
+    const link = this.links.get(id);
+    if (!link || bytes <= 0) return;
+    link.reserved = true;
+    link.connection.maxQueueBytes = this.#limits.maxQueueBytes + bytes;
+  }
+
+  /** A write made progress on `connection`. */
+  written(connection: Connection): void {
+    const link = this.byConnection.get(connection);
+    if (!link) return;
+    const queued = connection.queuedBytes;
+    if (link.reserved && queued <= this.#limits.maxQueueBytes) {
+      link.reserved = false;
+      if (!link.server) connection.maxQueueBytes = this.#limits.maxQueueBytes;
+    }
+    if (queued < this.#limits.linkHighWaterBytes / 2) this.#unblockServer(link);
+    if (queued < this.#limits.maxQueueBytes / 4) {
+      link.stuck = false;
+      this.clients.delete(link);
+    }
+  }
+
+  #unblockServer(link: Link): void {
+    if (this.servers.delete(link)) logger.info("Server links drained: reading from clients again");
+  }
+
+  /** Closes a link the router gave up on. */
+  close(id: number, reason: string): void {
+    const link = this.links.get(id);
+    if (!link) return;
+    logger.warning("Closing link {peer}: {reason}", {
+      peer: formatAddr(link.connection.remoteAddr),
+      reason,
+    });
+    link.connection.close();
+  }
+
+  #checkStalls(): void {
+    const now = performance.now();
+    for (const link of this.#serverLinks) {
+      const c = link.connection;
+      if (c.queuedBytes === 0 || now - c.lastProgress < this.#limits.linkStallTimeoutMs) continue;
+      logger.warning("Dropping server link {peer}: no progress for {seconds} s", {
+        peer: formatAddr(c.remoteAddr),
+        seconds: this.#limits.linkStallTimeoutMs / 1000,
+      });
+      c.close();
+    }
+    for (const link of this.clients.links) {
+      if (now - link.connection.lastProgress < CLIENT_STALL_MS) continue;
+      link.stuck = true;
+      this.clients.delete(link);
+    }
+  }
+
+  /** Resolves when `link` may be read again (at once, mostly). */
+  async #mayRead(link: Link): Promise<void> {
+    while (!this.#stopping && !link.connection.closed) {
+      const wait = this.clients.wait ??
+        (this.router.roleOf(link.id) === "client" ? this.servers.wait : undefined);
+      if (wait === undefined) return;
+      await wait;
+    }
+  }
+
+  /** Runs one link until it closes. */
+  async run(connection: Connection, join = false): Promise<void> {
+    const link: Link = {
+      id: ++this.#nextId,
+      connection,
+      server: false,
+      reserved: false,
+      stuck: false,
+    };
+    this.links.set(link.id, link);
+    this.byConnection.set(connection, link);
+    this.connectionsTotal++;
+    connection.onWritten = (c) => this.written(c);
+    this.router.open(link.id, { join });
+    const decoder = new CrcFrameDecoder({ maxContentBytes: this.#maxContent });
+    try {
+      for await (const frame of receiveFrames(connection, decoder)) {
+        this.router.receive(link.id, frame);
+        if (this.clients.wait || this.servers.wait) await this.#mayRead(link);
+      }
+    } catch (error) {
+      // Only the link this node dialled has no read policy: its framing errors arrive here.
+      if (!isFrameError(error)) throw error;
+      this.frameError(error, connection);
+    } finally {
+      connection.close();
+      this.links.delete(link.id);
+      this.byConnection.delete(connection);
+      this.#serverLinks.delete(link);
+      this.#unblockServer(link);
+      this.clients.delete(link);
+      this.router.close(link.id);
+    }
+  }
+
+  /** Counts and logs a link closed for undecodable input. */
+  frameError(error: Error, connection: Connection): undefined {
+    this.protocolErrors++;
+    logger.warning("Protocol error on link from {peer}, closing it: {error}", {
+      peer: formatAddr(connection.remoteAddr),
+      error: error.message,
+    });
+    return undefined;
+  }
+
+  /** A registered link is no longer on the registration clock. */
+  registered(id: number): void {
+    this.links.get(id)?.connection.registered();
+  }
+
+  /** Stops the timers and lets paused readers go. */
+  stop(): void {
+    this.#stopping = true;
+    clearInterval(this.#stallTimer);
+    this.servers.release();
+    this.clients.release();
+  }
+}
+
+function logEvent(shell: NodeShell, event: CrcRouterEvent): void {
+  switch (event.type) {
+    case "registered":
+      if (event.link !== undefined) {
+        shell.registered(event.link);
+        logger.info(`${event.kind === "server" ? "Server" : "Client"} {id} ({name}) registered`, {
+          id: event.id,
+          name: event.name,
+        });
+      } else {
+        logger.debug("Learned {kind} {id} ({name})", event);
+      }
+      return;
+    case "refused":
+      return logger.warning("Refused {kind} registration {id}: {reason}", event);
+    case "quit":
+      return logger.info(`${event.kind === "server" ? "Server" : "Client"} {id} quit`, event);
+    case "lost":
+      if (event.hosts > 0) logger.warning("Link lost: {hosts} hosts unreachable", event);
+      return;
+    case "spoofed":
+      return logger.debug("Dropped a spoofed {kind} from {source}", event);
+    case "closed":
+      return;
+    case "joined":
+      shell.joinAnswer?.resolve();
+      return logger.info("Joined the network through {id} ({name})", event);
+    case "join_refused":
+      shell.joinAnswer?.reject(new CrcJoinRefusedError(event.text));
+      return;
+  }
+}
+
+/**
+ * Starts a CRC node; with `connectTo`, it joins that node's network first and
+ * fails if it cannot reach it or is refused there ({@link CrcJoinRefusedError}).
+ * Nothing opened before a failure stays open.
  *
  * @example
  * ```ts
@@ -144,349 +430,261 @@ const KINDS: CrcKind[] = [
  */
 export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNode> {
   const id = options.id ?? randomCrcId();
+  if (!Number.isInteger(id) || id < 1 || id > 0xffffffff) {
+    throw new RangeError(`a CRC id is 1 to 4294967295 (0 is reserved), got ${id}`);
+  }
   const name = options.name ?? `node-${id}`;
   const info = options.info ?? "";
-  // This node's registration as its neighbours get it, encoded once (and a name that does not fit fails here).
-  const ownRegistration = encodeCrc({
-    kind: "server_registration",
-    source: id,
-    lastHop: id,
-    name,
-    info,
-  });
-  const hosts = new Map<number, Host>();
-  const adjacentServers = new Map<number, Link>();
-  const adjacentClients = new Map<number, Link>();
-  const statusLog: string[] = [];
-  const links = new Set<Link>();
-  const counters = {
-    framesIn: Object.fromEntries(KINDS.map((k) => [k, 0])) as Record<CrcKind, number>,
-    framesOut: Object.fromEntries(KINDS.map((k) => [k, 0])) as Record<CrcKind, number>,
-    bytesIn: Object.fromEntries(KINDS.map((k) => [k, 0])) as Record<CrcKind, number>,
-    bytesOut: Object.fromEntries(KINDS.map((k) => [k, 0])) as Record<CrcKind, number>,
-    routingFailures: 0,
-    protocolErrors: 0,
-    connectionsTotal: 0,
-  };
-
-  const transmit = (link: Link, kind: CrcKind, bytes: Uint8Array) => {
-    counters.framesOut[kind]++;
-    counters.bytesOut[kind] += bytes.length;
-    link.connection.send(bytes);
-  };
-  const send = (link: Link, message: CrcMessage) =>
-    transmit(link, message.kind, encodeCrc(message));
-  const status = (link: Link, destination: number, code: number, content: string) =>
-    send(link, { kind: "status", source: id, destination, code, content });
-  const registrationOf = (host: Host): CrcRegistration => ({
-    kind: host.kind === "server" ? "server_registration" : "client_registration",
-    source: host.id,
-    lastHop: id,
-    name: host.name,
-    info: host.info,
-  });
-  /** Sends to every adjacent server but the one on `except`, and (when asked) every adjacent client but `skipClient`. */
-  const flood = (
-    kind: CrcKind,
-    bytes: Uint8Array,
-    except: Link | undefined,
-    clients: boolean,
-    skipClient?: number,
-  ) => {
-    for (const link of adjacentServers.values()) if (link !== except) transmit(link, kind, bytes);
-    if (!clients) return;
-    for (const [clientId, link] of adjacentClients) {
-      if (clientId !== skipClient) transmit(link, kind, bytes);
-    }
-  };
-  const forget = (host: Host) => {
-    hosts.delete(host.id);
-    const link = adjacentServers.get(host.id) ?? adjacentClients.get(host.id);
-    adjacentServers.delete(host.id);
-    adjacentClients.delete(host.id);
-    if (link && link.owner === host.id) link.owner = undefined;
-  };
-
-  const handle = (link: Link, { message: m, bytes }: CrcFrame) => {
-    switch (m.kind) {
-      case "server_registration": {
-        if (m.source === id || hosts.has(m.source)) {
-          logger.warning("Refused server registration with duplicate id {source}", {
-            source: m.source,
-          });
-          return status(link, 0, CRC_STATUS.duplicateId, CRC_TEXTS.duplicateServer(m.source));
-        }
-        const known = [...hosts.values()];
-        hosts.set(m.source, {
-          id: m.source,
-          kind: "server",
-          name: m.name,
-          info: m.info,
-          firstLink: link,
-        });
-        if (m.lastHop === 0 || m.lastHop === m.source) {
-          link.owner = m.source;
-          adjacentServers.set(m.source, link);
-        }
-        logger.info("Server {source} ({name}) registered", { source: m.source, name: m.name });
-        if (m.lastHop === 0) {
-          transmit(link, "server_registration", ownRegistration);
-          for (const host of known) send(link, registrationOf(host));
-        }
-        return flood(m.kind, encodeCrc({ ...m, lastHop: id }), link, false);
-      }
-      case "client_registration": {
-        if (m.source === id || hosts.has(m.source)) {
-          logger.warning("Refused client registration with duplicate id {source}", {
-            source: m.source,
-          });
-          return status(link, 0, CRC_STATUS.duplicateId, CRC_TEXTS.duplicateClient(m.source));
-        }
-        const known = [...hosts.values()].filter((h) => h.kind === "client");
-        hosts.set(m.source, {
-          id: m.source,
-          kind: "client",
-          name: m.name,
-          info: m.info,
-          firstLink: link,
-        });
-        logger.info("Client {source} ({name}) registered", { source: m.source, name: m.name });
-        if (m.lastHop === 0) {
-          link.owner = m.source;
-          adjacentClients.set(m.source, link);
-          status(link, m.source, CRC_STATUS.welcome, CRC_TEXTS.welcome(m.name));
-          for (const host of known) send(link, registrationOf(host));
-        }
-        return flood(m.kind, encodeCrc({ ...m, lastHop: id }), link, true, m.source);
-      }
-      case "chat": {
-        const target = hosts.get(m.destination);
-        if (target) return transmit(target.firstLink, m.kind, bytes);
-        counters.routingFailures++;
-        logger.info("Chat from {source} to unknown id {destination}", {
-          source: m.source,
-          destination: m.destination,
-        });
-        return status(link, m.source, CRC_STATUS.unknownId, CRC_TEXTS.unknownId(m.destination));
-      }
-      case "status": {
-        if (m.destination === id || m.destination === 0) {
-          statusLog.push(m.content);
-          return;
-        }
-        const target = hosts.get(m.destination);
-        if (target) return transmit(target.firstLink, m.kind, bytes);
-        counters.routingFailures++;
-        logger.info("Dropped status for unknown id {destination}", { destination: m.destination });
-        return;
-      }
-      case "client_quit": {
-        const host = hosts.get(m.source);
-        if (!host || host.kind !== "client") return; // unknown: this is what stops the flood
-        flood(m.kind, bytes, link, true, m.source);
-        forget(host);
-        logger.info("Client {source} quit", { source: m.source });
-        return;
-      }
-      case "server_quit": {
-        const host = hosts.get(m.source);
-        if (!host || host.kind !== "server") return;
-        flood(m.kind, bytes, link, false);
-        forget(host);
-        logger.info("Server {source} is gone", { source: m.source });
-        return;
-      }
-    }
-  };
-
-  /** A registered neighbour's link dropped: forget and announce everything behind it. */
-  const dropped = (link: Link) => {
-    links.delete(link);
-    if (link.owner === undefined) return;
-    const lost = [...hosts.values()].filter((h) => h.firstLink === link);
-    for (const host of lost) forget(host);
-    for (const host of lost) {
-      if (host.kind === "server") {
-        const quit = encodeCrc({
-          kind: "server_quit",
-          source: host.id,
-          replacement: 0,
-          content: CRC_TEXTS.connectionLost,
-        });
-        flood("server_quit", quit, undefined, false);
-      } else {
-        const quit = encodeCrc({
-          kind: "client_quit",
-          source: host.id,
-          content: CRC_TEXTS.connectionLost,
-        });
-        flood("client_quit", quit, undefined, true);
-      }
-    }
-    if (lost.length) logger.warning("Link lost: {count} hosts unreachable", { count: lost.length });
-  };
-
-  const runLink = async (connection: Connection) => {
-    const link: Link = { connection };
-    links.add(link);
-    counters.connectionsTotal++;
-    const decoder = new CrcFrameDecoder({ maxContentBytes: options.maxContentBytes });
-    try {
-      for await (const chunk of connection.chunks()) {
-        let frames: CrcFrame[];
-        try {
-          frames = decoder.decode(chunk);
-        } catch (error) {
-          if (!isFrameError(error)) throw error;
-          counters.protocolErrors++;
-          logger.warning("Protocol error on link from {peer}, closing it: {error}", {
-            peer: formatAddr(connection.remoteAddr),
-            error: error.message,
-          });
-          frames = [];
-          // Frames decoded before the error in this chunk are lost with the link; that is fine.
-          connection.close();
-        }
-        for (const frame of frames) {
-          counters.framesIn[frame.message.kind]++;
-          counters.bytesIn[frame.message.kind] += frame.bytes.length;
-          handle(link, frame);
-        }
-        if (connection.closed) break;
-      }
-    } finally {
-      connection.close();
-      dropped(link);
-    }
-  };
-
-  const listener = serveStream(
-    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? CRC_PORT },
-    runLink,
-    { logger, maxQueueBytes: options.maxQueueBytes },
+  for (const [field, text, max] of [["name", name, 255], ["info", info, 65535]] as const) {
+    const problem = crcTextProblem(text, max);
+    if (problem) throw new RangeError(`the node's ${field} ${problem}`);
+  }
+  const shell = new NodeShell(
+    (out) =>
+      new CrcRouter({ id, name, info, maxHosts: options.maxHosts }, {
+        send: (link, kind, bytes) => out.send(link, kind, bytes),
+        reserve: (link, bytes) => out.reserve(link, bytes),
+        close: (link, reason) => out.close(link, reason),
+        event: (event) => logEvent(out, event),
+      }),
+    {
+      maxQueueBytes: options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES,
+      linkHighWaterBytes: options.linkHighWaterBytes ?? CRC_LINK_HIGH_WATER_BYTES,
+      linkStallTimeoutMs: options.linkStallTimeoutMs ?? CRC_LINK_STALL_MS,
+    },
+    options.maxContentBytes,
   );
-  logger.info("Listening on {addr} as node {id} ({name})", {
-    id,
-    name,
-    addr: formatAddr(listener.addr),
-  });
-
+  const connectionOptions = { logger, maxQueueBytes: options.maxQueueBytes };
+  let listener: Server | undefined;
+  let admin: Server | undefined;
   let outgoing: Promise<void> | undefined;
-  let outgoingConnection: Connection | undefined;
-  if (options.connectTo) {
-    const { hostname, port } = options.connectTo;
-    let conn: Deno.TcpConn;
-    try {
-      conn = await connectWithTimeout(hostname, port, options.connectTimeoutMs ?? 5000);
-    } catch (error) {
-      await listener.shutdown();
-      throw new Deno.errors.ConnectionRefused(
-        `Cannot join the network at ${hostname}:${port}: ${
-          error instanceof Error ? error.message : error
-        }`,
-      );
-    }
-    outgoingConnection = new Connection(conn, { logger, maxQueueBytes: options.maxQueueBytes });
-    outgoingConnection.send(
-      encodeCrc({ kind: "server_registration", source: id, lastHop: 0, name, info }),
-    );
-    counters.framesOut.server_registration++;
-    outgoing = runLink(outgoingConnection).catch((error) =>
-      logger.error("Link failed: {error}", { error: String(error) })
-    );
-    logger.info("Joining the network through {host}:{port}", { host: hostname, port });
-  }
-
-  const state = (): CrcNodeState => ({
-    id,
-    name,
-    info,
-    hosts: [...hosts.values()].map((h) => ({
-      id: h.id,
-      kind: h.kind,
-      name: h.name,
-      info: h.info,
-      firstLink: h.firstLink.owner ?? 0,
-    })),
-    adjacentServers: [...adjacentServers.keys()],
-    adjacentClients: [...adjacentClients.keys()],
-    statusLog: [...statusLog],
-  });
-
-  const metrics = (): string => {
-    const lines = [
-      "# HELP parley_crc_connections Open links of this node.",
-      "# TYPE parley_crc_connections gauge",
-      `parley_crc_connections ${links.size}`,
-      "# HELP parley_crc_connections_total Links opened since start.",
-      "# TYPE parley_crc_connections_total counter",
-      `parley_crc_connections_total ${counters.connectionsTotal}`,
-      "# HELP parley_crc_hosts Hosts this node knows.",
-      "# TYPE parley_crc_hosts gauge",
-      `parley_crc_hosts{kind="server"} ${
-        [...hosts.values()].filter((h) => h.kind === "server").length
-      }`,
-      `parley_crc_hosts{kind="client"} ${
-        [...hosts.values()].filter((h) => h.kind === "client").length
-      }`,
-    ];
-    const family = (metric: string, help: string, values: Record<CrcKind, number>) => {
-      lines.push(`# HELP ${metric} ${help}`, `# TYPE ${metric} counter`);
-      for (const kind of KINDS) lines.push(`${metric}{type="${kind}"} ${values[kind]}`);
-    };
-    family("parley_crc_frames_in_total", "Frames received, by type.", counters.framesIn);
-    family("parley_crc_frames_out_total", "Frames sent, by type.", counters.framesOut);
-    family("parley_crc_bytes_in_total", "Bytes received, by frame type.", counters.bytesIn);
-    family("parley_crc_bytes_out_total", "Bytes sent, by frame type.", counters.bytesOut);
-    lines.push(
-      "# HELP parley_crc_routing_failures_total Chats and statuses for ids this node does not know.",
-      "# TYPE parley_crc_routing_failures_total counter",
-      `parley_crc_routing_failures_total ${counters.routingFailures}`,
-      "# HELP parley_crc_protocol_errors_total Links closed for undecodable input.",
-      "# TYPE parley_crc_protocol_errors_total counter",
-      `parley_crc_protocol_errors_total ${counters.protocolErrors}`,
-    );
-    return `${lines.join("\n")}\n`;
-  };
-
-  let admin: Deno.HttpServer<Deno.NetAddr> | undefined;
-  if (options.admin) {
-    admin = Deno.serve({
-      hostname: options.admin.hostname,
-      port: options.admin.port,
-      onListen: () => {},
-    }, (request) => {
-      const path = new URL(request.url).pathname;
-      if (request.method !== "GET") return new Response("method not allowed\n", { status: 405 });
-      if (path === "/state") return Response.json(state());
-      if (path === "/metrics") {
-        return new Response(metrics(), {
-          headers: { "content-type": "text/plain; version=0.0.4" },
-        });
-      }
-      return new Response("not found: try GET /state or GET /metrics\n", { status: 404 });
-    });
-    logger.info("Admin endpoint on {addr}", { addr: formatAddr(admin.addr) });
-  }
-
   let done: Promise<void> | undefined;
   const shutdown = () =>
     done ??= (async () => {
-      outgoingConnection?.close();
-      await listener.shutdown();
+      shell.stop();
+      await listener?.shutdown();
+      for (const link of [...shell.links.values()]) link.connection.close();
       await outgoing;
       await admin?.shutdown();
     })();
+  try {
+    listener = serveStream(
+      {
+        hostname: options.hostname ?? "127.0.0.1",
+        port: options.port ?? CRC_PORT,
+        tls: options.tls,
+      },
+      (connection) => shell.run(connection),
+      {
+        ...options,
+        logger,
+        registerTimeoutMs: options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS,
+        onFrameError: (error, connection) => shell.frameError(error, connection),
+      },
+    );
+    logger.info("Listening on {addr} as node {id} ({name})", {
+      id,
+      name,
+      addr: formatAddr(listener.addr),
+    });
+    if (options.admin) admin = openAdmin(options.admin, shell, options.adminIdleMs);
+    if (options.connectTo) {
+      const dial = {
+        ...connectionOptions,
+        timeoutMs: options.connectTimeoutMs,
+        tls: options.connectTls,
+      };
+      outgoing = (await join(shell, options.connectTo, dial)).task;
+    }
+  } catch (error) {
+    await shutdown();
+    throw error;
+  }
   return {
     id,
     addr: listener.addr,
-    adminAddr: admin?.addr,
+    adminAddr: admin?.addr as Deno.NetAddr | undefined,
     finished: listener.finished.then(() => outgoing).then(() => admin?.finished),
     shutdown,
     [Symbol.asyncDispose]: shutdown,
-    state,
-    metrics,
+    state: () => stateOf(shell),
+    metrics: () => metricsText(shell),
   };
+}
+
+/** Dials the node to join, registers, and waits for its answer; resolves with the link's task. */
+async function join(
+  shell: NodeShell,
+  to: { hostname: string; port: number },
+  dial: { logger: typeof logger; maxQueueBytes?: number; timeoutMs?: number; tls?: TlsDialOptions },
+): Promise<{ task: Promise<void> }> {
+  const where = formatHostPort(to.hostname, to.port);
+  const timeoutMs = dial.timeoutMs ?? 5000;
+  let conn: Deno.Conn;
+  try {
+    conn = await connectWithTimeout(to.hostname, to.port, timeoutMs, dial.tls);
+  } catch (error) {
+    throw new Deno.errors.ConnectionRefused(
+      `Cannot join the network at ${where}: ${error instanceof Error ? error.message : error}`,
+    );
+  }
+  logger.info("Joining the network through {where}", { where });
+  const connection = new Connection(conn, dial);
+  shell.joinAnswer = Promise.withResolvers();
+  const task = shell.run(connection, true).catch((error) =>
+    logger.error("Link failed: {error}", { error: String(error) })
+  );
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      shell.joinAnswer.promise,
+      task.then(() => {
+        throw new Deno.errors.ConnectionRefused(
+          `Cannot join the network at ${where}: the connection closed before an answer`,
+        );
+      }),
+      new Promise((_, reject) =>
+        timer = setTimeout(
+          () =>
+            reject(
+              new Deno.errors.TimedOut(`Cannot join the network at ${where}: no answer in time`),
+            ),
+          timeoutMs,
+        )
+      ),
+    ]);
+  } catch (error) {
+    connection.close();
+    await task;
+    if (error instanceof CrcJoinRefusedError) {
+      throw new CrcJoinRefusedError(`The network at ${where} refused this node: ${error.message}`);
+    }
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    shell.joinAnswer = undefined;
+  }
+  return { task };
+}
+
+function openAdmin(
+  at: { hostname: string; port: number },
+  shell: NodeShell,
+  idleMs?: number,
+): Server {
+  const listener = listenTcp(at); // a failure is a one-line ListenError (SPEC 6.7)
+  return serveAdmin(listener, (_method, path) => adminRoute(shell, path), { logger, idleMs });
+}
+
+function adminRoute(shell: NodeShell, path: string): AdminReply {
+  if (path === "/state") {
+    return { status: 200, type: "application/json", body: stateJson(shell) };
+  }
+  if (path === "/metrics") {
+    return { status: 200, type: "text/plain; version=0.0.4", body: [metricsText(shell)] };
+  }
+  return textReply(404, "not found: try GET /state or GET /metrics\n");
+}
+
+function stateOf(shell: NodeShell): CrcNodeState {
+  const r = shell.router;
+  return {
+    id: r.id,
+    name: r.name,
+    info: r.info,
+    hosts: r.hosts(),
+    adjacentServers: r.adjacentServers(),
+    adjacentClients: r.adjacentClients(),
+    statusLog: r.statusLog(),
+  };
+}
+
+/** `GET /state` as pieces of JSON, host by host: a large state is never built whole. */
+function* stateJson(shell: NodeShell): Generator<string> {
+  const r = shell.router;
+  const s = JSON.stringify;
+  yield `{"id":${r.id},"name":${s(r.name)},"info":${s(r.info)},"hosts":[`;
+  let first = true;
+  for (const host of r.eachHost()) {
+    yield (first ? "" : ",") + s(host);
+    first = false;
+  }
+  yield `],"adjacentServers":${s(r.adjacentServers())},"adjacentClients":${
+    s(r.adjacentClients())
+  },"statusLog":[`;
+  first = true;
+  for (const text of r.statusLog()) {
+    yield (first ? "" : ",") + s(text);
+    first = false;
+  }
+  yield "]}";
+}
+
+function metricsText(shell: NodeShell): string {
+  const r = shell.router;
+  const c = r.counters;
+  const lines: string[] = [];
+  const metric = (name: string, type: string, help: string, ...values: string[]) =>
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...values);
+  metric(
+    "parley_crc_connections",
+    "gauge",
+    "Open links of this node.",
+    `parley_crc_connections ${shell.links.size}`,
+  );
+  metric(
+    "parley_crc_connections_total",
+    "counter",
+    "Links opened since start.",
+    `parley_crc_connections_total ${shell.connectionsTotal}`,
+  );
+  metric(
+    "parley_crc_hosts",
+    "gauge",
+    "Hosts this node knows.",
+    `parley_crc_hosts{kind="server"} ${r.serverCount}`,
+    `parley_crc_hosts{kind="client"} ${r.hostCount - r.serverCount}`,
+  );
+  const family = (name: string, help: string, values: Record<CrcKind, number>) =>
+    metric(name, "counter", help, ...CRC_KINDS.map((k) => `${name}{type="${k}"} ${values[k]}`));
+  family("parley_crc_frames_in_total", "Frames received, by type.", c.framesIn);
+  family("parley_crc_frames_out_total", "Frames sent, by type.", c.framesOut);
+  family("parley_crc_bytes_in_total", "Bytes received, by frame type.", c.bytesIn);
+  family("parley_crc_bytes_out_total", "Bytes sent, by frame type.", c.bytesOut);
+  const counter = (name: string, help: string, value: number) =>
+    metric(name, "counter", help, `${name} ${value}`);
+  counter(
+    "parley_crc_routing_failures_total",
+    "Chats and statuses for ids this node does not know.",
+    c.routingFailures,
+  );
+  counter(
+    "parley_crc_protocol_errors_total",
+    "Links closed for undecodable input.",
+    shell.protocolErrors,
+  );
+  counter(
+    "parley_crc_spoofed_frames_total",
+    "Frames dropped because a server link spoke for a host that is not behind it.",
+    c.spoofedFrames,
+  );
+  counter(
+    "parley_crc_link_rule_violations_total",
+    "Links closed for a frame their owner may not send.",
+    c.ruleViolations,
+  );
+  counter(
+    "parley_crc_hosts_refused_total",
+    "Registrations refused at --max-hosts.",
+    c.hostsRefused,
+  );
+  metric(
+    "parley_crc_client_reads_paused",
+    "gauge",
+    "1 while a backed-up server link pauses reading from client links.",
+    `parley_crc_client_reads_paused ${shell.servers.links.size > 0 ? 1 : 0}`,
+  );
+  return `${lines.join("\n")}\n`;
 }
 
 function hostPort(value: string, flag: string): { hostname: string; port: number } {
@@ -545,11 +743,32 @@ export const CRC_NODE_COMMAND: CommandSpec = {
       value: "BYTES",
       description: "largest chat/status/quit content",
     },
+    "max-hosts": {
+      type: "string",
+      default: String(CRC_MAX_HOSTS),
+      value: "N",
+      description: "most hosts this node records; more registrations are refused",
+    },
+    "link-high-water": {
+      type: "string",
+      default: String(CRC_LINK_HIGH_WATER_BYTES),
+      value: "BYTES",
+      description: "a server link queue past this pauses reading from clients until half drains",
+    },
+    "link-stall-timeout": {
+      type: "string",
+      default: String(CRC_LINK_STALL_MS / 1000),
+      value: "SECONDS",
+      description: "drop a server link whose queue makes no progress for this long",
+    },
     "log-file": {
       type: "string",
       value: "FILE",
       description: "also append the log to this file (needs --allow-write)",
     },
+    ...TLS_SERVER_FLAGS,
+    tls: { ...TLS_CLIENT_FLAGS.tls, description: "join the network (--connect-to-*) with TLS" },
+    ca: TLS_CLIENT_FLAGS.ca,
     ...SERVER_FLAGS,
   },
 };
@@ -580,10 +799,24 @@ export async function main(args: readonly string[]): Promise<void> {
       },
       admin: values.admin === undefined ? undefined : hostPort(String(values.admin), "admin"),
       maxContentBytes: intValue(values["max-content"], "max-content", 1),
+      maxHosts: intValue(values["max-hosts"], "max-hosts", 1),
+      linkHighWaterBytes: intValue(values["link-high-water"], "link-high-water", 1),
+      linkStallTimeoutMs: millisecondsFromSeconds(
+        values["link-stall-timeout"],
+        "link-stall-timeout",
+      ),
+      connectTls: tlsClientOptions(values),
     };
-    const bytes = (text: string | undefined) => new TextEncoder().encode(text ?? "").length;
-    if (bytes(options.name) > 255) throw new UsageError("--name is at most 255 bytes");
-    if (bytes(options.info) > 65535) throw new UsageError("--info is at most 65535 bytes");
+    for (
+      const [flag, text, max] of [["name", options.name, 255], [
+        "info",
+        options.info,
+        65535,
+      ]] as const
+    ) {
+      const problem = text === undefined ? undefined : crcTextProblem(text, max);
+      if (problem) throw new UsageError(`--${flag} ${problem}`);
+    }
     await runServer(values, logger, () => serveCrcNode(options));
   });
 }

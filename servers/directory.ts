@@ -12,27 +12,44 @@
  */
 
 import { readPassword } from "../cli/terminal.ts";
-import { DIRECTORY_PORT, DIRECTORY_TEXTS } from "../protocols/eurechat.ts";
+import { DIRECTORY_PORT, DIRECTORY_TEXTS, directoryNameProblem } from "../protocols/eurechat.ts";
 import { getLogger } from "@logtape/logtape";
-import { encodeEurechat, EurechatDecoder, type EurechatMessage } from "../protocols/eurechat.ts";
-import { isFrameError } from "../protocols/errors.ts";
-import { readFrames } from "../protocols/frames.ts";
-import type { Connection } from "../net/connection.ts";
-import { connectWithTimeout } from "../net/dial.ts";
-import { formatAddr } from "../net/address.ts";
-import { IdleTimer } from "../net/timers.ts";
-import { type Server, serveStream } from "../net/serve.ts";
-import { writeAll } from "../net/bytes.ts";
-import { AccountStore, DEFAULT_HASH_COST, LoginThrottle } from "./_accounts.ts";
+import { encodeEurechat, EurechatDecoder } from "../protocols/eurechat.ts";
+import { Connection } from "../net/connection.ts";
+import { connectWithTimeout, type TlsDialOptions } from "../net/dial.ts";
+import { CidrSet, formatAddr, peerKey } from "../net/address.ts";
+import { receiveFrames } from "../net/framing.ts";
+import {
+  DEFAULT_EXEMPT,
+  type Server,
+  type ServerLimits,
+  serveStream,
+  type TlsCertificate,
+} from "../net/serve.ts";
+import { DEFAULT_REGISTER_TIMEOUT_MS } from "../net/framing.ts";
+import {
+  AccountStore,
+  DEFAULT_HASH_CONCURRENCY,
+  DEFAULT_HASH_COST,
+  DEFAULT_HASH_QUEUE,
+  HashQueue,
+  HashQueueFullError,
+  LoginThrottle,
+  RateLimiter,
+} from "./_accounts.ts";
+import { type Binding, DirectoryCore, type LoginOutcome } from "./_directory_session.ts";
 import {
   choiceValue,
   type CommandSpec,
   intValue,
+  millisecondsFromSeconds,
   portValue,
   runCommand,
-  secondsValue,
   SERVER_FLAGS,
   serverBasics,
+  TLS_CLIENT_FLAGS,
+  TLS_SERVER_FLAGS,
+  tlsClientOptions,
   UsageError,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
@@ -40,16 +57,15 @@ import { runServer } from "../cli/run_server.ts";
 /** Default database file. */
 export const DIRECTORY_DB = "./parley-directory.db";
 
-/** Where a user can be reached. */
-export interface Binding {
-  /** The address as the user gave it. */
-  addr: string;
-  /** The port. */
-  port: number;
-}
+export type { Binding } from "./_directory_session.ts";
 
-/** Options of {@link serveDirectory}. */
-export interface DirectoryOptions {
+/**
+ * Options of {@link serveDirectory}. The shared limits ({@link ServerLimits}:
+ * `--max-per-ip`, `--exempt`, `--frame-timeout`, `--register-timeout`, ...)
+ * apply as in every server; `exempt` also spares those addresses the
+ * sign-up limit.
+ */
+export interface DirectoryOptions extends ServerLimits {
   /** Address to listen on; default `127.0.0.1`. */
   hostname?: string;
   /** Port; default 8888, 0 picks a free one. */
@@ -60,10 +76,20 @@ export interface DirectoryOptions {
   signup?: "open" | "closed";
   /** scrypt cost as log2 N (default 15). */
   hashCost?: number;
-  /** Failed logins per name or address before refusing (default 5). */
+  /** Password hashes computed at once (default 4). */
+  hashConcurrency?: number;
+  /** Hashes that may wait for a turn; past it, "server busy" (default 64). */
+  hashQueue?: number;
+  /** Failed logins of one name from one address before refusing that pair (default 5). */
   maxLoginFailures?: number;
+  /** Failed logins from one address, any names, before refusing it (default 20). */
+  maxAddressFailures?: number;
   /** How long failures count and a lockout lasts, ms (default 60 s). */
   loginLockoutMs?: number;
+  /** New accounts per address per minute with open sign-up (default 3). */
+  signupsPerMinute?: number;
+  /** Most users bound at once (default 10000). */
+  maxBound?: number;
   /** Idle session timeout, ms (default 30 s; 0 disables). */
   idleTimeoutMs?: number;
   /** Time allowed for the BIND port test, ms (default 2 s). */
@@ -80,8 +106,10 @@ export interface DirectoryOptions {
   maxHeaderBytes?: number;
   /** Limits of the frame decoder. */
   maxPayloadBytes?: number;
-  /** Send-queue limit per connection. */
-  maxQueueBytes?: number;
+  /** Speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
+  /** Dial bound peers (liveness PING, BIND port test) with TLS (`--tls`, `--ca`). */
+  peerTls?: TlsDialOptions;
 }
 
 /** A running directory: a {@link Server} plus its bindings and the liveness sweep. */
@@ -90,20 +118,123 @@ export interface DirectoryServer extends Server {
   readonly bindings: ReadonlyMap<string, Binding>;
   /** Runs one liveness sweep now; resolves with the names deregistered. */
   checkLiveness(): Promise<string[]>;
+  /** Hashes started so far (tests check that abandoned ones never run). */
+  readonly hashesStarted: number;
 }
 
 const logger = getLogger(["parley", "directory"]);
 
-function isLoopback(address: string): boolean {
-  return /^127\.\d+\.\d+\.\d+$/.test(address) || address === "::1" || address === "localhost";
+/** Messages a session may hold while it waits for a hash or a port test before reading pauses. */
+const MAX_BACKLOG = 16;
+
+const err = (text: string) => encodeEurechat("ERR", [], text);
+
+async function loginOutcome(
+  accounts: AccountStore,
+  action: { name: string; password: string; create: boolean },
+  signal: AbortSignal,
+): Promise<LoginOutcome> {
+  try {
+    return await accounts.login(action.name, action.password, action.create, signal)
+      ? "ok"
+      : "failed";
+  } catch (error) {
+    if (error instanceof HashQueueFullError) return "busy";
+    if (signal.aborted) return "gone";
+    logger.error("Login of {user} failed: {error}", { user: action.name, error: String(error) });
+    return "error";
+  }
 }
 
-function plainAddress(address: string): string {
-  return address.startsWith("::ffff:") ? address.slice(7) : address;
+async function portAnswers(
+  addr: string,
+  port: number,
+  timeoutMs: number,
+  tls?: TlsDialOptions,
+): Promise<boolean> {
+  try {
+    (await connectWithTimeout(addr, port, timeoutMs, tls)).close();
+    return true;
+  } catch (error) {
+    logger.info("BIND port test of {addr}:{port} failed: {error}", {
+      addr,
+      port,
+      error: String(error),
+    });
+    return false;
+  }
+}
+
+/** Everything one connection's I/O shell needs. */
+interface ShellContext {
+  core: DirectoryCore;
+  accounts: AccountStore;
+  options: DirectoryOptions;
+}
+
+/** The I/O shell of one session: reads messages into it and performs what it asks. */
+async function runSession(connection: Connection, context: ShellContext): Promise<void> {
+  const { options } = context;
+  const hangUp = new AbortController();
+  let pending: Promise<void> = Promise.resolve();
+  const remote = connection.remoteAddr;
+  const session = context.core.open({
+    address: "hostname" in remote ? peerKey(remote.hostname) : "",
+    label: formatAddr(remote),
+  }, (action) => {
+    switch (action.kind) {
+      case "reply":
+        connection.send(encodeEurechat(action.type, [], action.text));
+        break;
+      case "close":
+        void connection.end();
+        break;
+      case "registered":
+        connection.registered();
+        break;
+      case "login":
+        pending = loginOutcome(context.accounts, action, hangUp.signal)
+          .then((outcome) => session.loginDone(outcome));
+        break;
+      case "probe":
+        pending = portAnswers(
+          action.addr,
+          action.port,
+          options.bindTimeoutMs ?? 2000,
+          options.peerTls,
+        )
+          .then((ok) => session.probeDone(ok));
+        break;
+    }
+  });
+  const decoder = new EurechatDecoder({
+    maxHeaderBytes: options.maxHeaderBytes,
+    maxPayloadBytes: options.maxPayloadBytes,
+  });
+  try {
+    // Framing errors, --frame-timeout, --register-timeout and --idle-timeout are the read path's.
+    for await (const message of receiveFrames(connection, decoder)) {
+      session.receive(message);
+      if (session.closed) break;
+      while (session.backlog >= MAX_BACKLOG && session.busy) await pending;
+    }
+  } catch (error) {
+    logger.error("Session {peer} failed: {error}", {
+      peer: formatAddr(remote),
+      error: String(error),
+    });
+    session.failure();
+  } finally {
+    // The peer is gone or the session is over: a hash still waiting in the queue is never computed.
+    hangUp.abort();
+    for (let last; last !== pending;) await (last = pending);
+    session.end();
+  }
 }
 
 /**
- * Starts a directory server.
+ * Starts a directory server. If it cannot listen (a busy port, a bad host),
+ * the database it opened is closed again before the error is thrown.
  *
  * @example
  * ```ts
@@ -113,188 +244,96 @@ function plainAddress(address: string): string {
  * ```
  */
 export function serveDirectory(options: DirectoryOptions = {}): DirectoryServer {
-  const accounts = new AccountStore(
-    options.db ?? DIRECTORY_DB,
-    options.hashCost ?? DEFAULT_HASH_COST,
-  );
-  const throttle = new LoginThrottle({
-    maxFailures: options.maxLoginFailures ?? 5,
-    windowMs: options.loginLockoutMs ?? 60_000,
-  });
-  const signupOpen = (options.signup ?? "open") === "open";
-  const bindings = new Map<string, Binding>();
-  const idleMs = options.idleTimeoutMs ?? 30_000;
-  const bindTimeout = options.bindTimeoutMs ?? 2000;
-  const livenessTimeout = options.livenessTimeoutMs ?? 5000;
-  const concurrency = options.livenessConcurrency ?? 128;
-
-  const reply = (connection: Connection, type: string, text: string) =>
-    connection.send(encodeEurechat(type, [], text));
-
-  const session = async (connection: Connection) => {
-    const peer = formatAddr(connection.remoteAddr);
-    const peerHost = "hostname" in connection.remoteAddr
-      ? plainAddress(connection.remoteAddr.hostname)
-      : "";
-    const fail = async (text: string) => {
-      reply(connection, "ERR", text);
-      await connection.end();
-    };
-    const idle = new IdleTimer(idleMs, () => {
-      logger.info("Closing idle session {peer}", { peer });
-      void fail(DIRECTORY_TEXTS.idle);
-    });
-    const decoder = new EurechatDecoder({
-      maxHeaderBytes: options.maxHeaderBytes,
-      maxPayloadBytes: options.maxPayloadBytes,
-    });
-    let state: "user" | "pass" | "ready" = "user";
-    let username = "";
-
-    const bind = async (m: EurechatMessage) => {
-      const [addr, portText] = m.args;
-      const port = /^\d{1,5}$/.test(portText) ? Number(portText) : 0;
-      const allowed = options.allowAnyBind || addr === peerHost ||
-        (isLoopback(peerHost) && isLoopback(addr));
-      if (port < 1 || port > 65535 || !allowed) {
-        logger.info("Refused BIND {addr} {port} from {user} at {peer}", {
-          addr,
-          port: portText,
-          user: username,
-          peer,
-        });
-        return false;
-      }
-      try {
-        const probe = await connectWithTimeout(addr, port, bindTimeout);
-        probe.close();
-      } catch (error) {
-        logger.info("BIND port test of {addr}:{port} for {user} failed: {error}", {
-          addr,
-          port,
-          user: username,
-          error: String(error),
-        });
-        return false;
-      }
-      bindings.delete(username); // a new binding goes to the end of the order
-      bindings.set(username, { addr, port });
-      logger.info("{user} bound to {addr}:{port}", { user: username, addr, port });
-      reply(connection, "ACK", DIRECTORY_TEXTS.bound(addr, port));
-      return true;
-    };
-
-    const handle = async (m: EurechatMessage): Promise<boolean> => {
-      switch (state) {
-        case "user":
-          if ((m.type !== "USER" && m.type !== "LOGIN") || m.args.length !== 1) {
-            await fail(DIRECTORY_TEXTS.userExpected);
-            return false;
-          }
-          username = m.args[0];
-          reply(connection, "ACK", DIRECTORY_TEXTS.hello(username));
-          state = "pass";
-          return true;
-        case "pass": {
-          if (m.type !== "PASS" || m.args.length !== 1) {
-            await fail(DIRECTORY_TEXTS.passExpected);
-            return false;
-          }
-          const keys = [`name:${username}`, `addr:${peerHost || peer}`];
-          const wait = throttle.begin(keys);
-          if (wait > 0) {
-            logger.warning("Login for {user} from {peer} throttled", { user: username, peer });
-            await fail(DIRECTORY_TEXTS.throttled(wait));
-            return false;
-          }
-          let ok = false;
-          try {
-            ok = await accounts.login(username, m.args[0], signupOpen);
-          } finally {
-            throttle.finish(keys, ok);
-          }
-          if (!ok) {
-            logger.info("Authentication failed for {user} from {peer}", { user: username, peer });
-            await fail(DIRECTORY_TEXTS.authFailed);
-            return false;
-          }
-          logger.info("{user} logged in from {peer}", { user: username, peer });
-          reply(connection, "ACK", DIRECTORY_TEXTS.authenticated);
-          state = "ready";
-          return true;
-        }
-        case "ready":
-          if (m.type === "BIND" && m.args.length === 2) {
-            if (await bind(m)) return true;
-            await fail(DIRECTORY_TEXTS.invalidBind);
-            return false;
-          }
-          if (m.type === "QUERY" && m.args.length <= 1) {
-            const rows = m.args.length === 1
-              ? (bindings.has(m.args[0]) ? [[m.args[0], bindings.get(m.args[0])!] as const] : [])
-              : [...bindings];
-            reply(
-              connection,
-              "RESULT",
-              rows.map(([name, b]) => `${name},${b.addr},${b.port}`).join("\n"),
-            );
-            return true;
-          }
-          if (m.type === "LEAVE" && m.args.length === 0) {
-            bindings.delete(username);
-            logger.info("{user} left the directory", { user: username });
-            reply(connection, "ACK", DIRECTORY_TEXTS.deregistered);
-            return true;
-          }
-          await fail(DIRECTORY_TEXTS.notUnderstood(m.type));
-          return false;
-      }
-    };
-
-    try {
-      for await (const chunk of connection.chunks()) {
-        idle.reset();
-        let messages: EurechatMessage[];
-        try {
-          messages = decoder.decode(chunk);
-        } catch (error) {
-          if (!isFrameError(error)) throw error;
-          logger.info("Protocol error from {peer}: {error}", { peer, error: error.message });
-          await fail(error.message);
-          return;
-        }
-        for (const m of messages) {
-          if (!(await handle(m))) return;
-          idle.reset();
-        }
-      }
-    } catch (error) {
-      logger.error("Session {peer} failed: {error}", { peer, error: String(error) });
-      await fail(DIRECTORY_TEXTS.unexpected);
-    } finally {
-      idle.clear();
-    }
+  const context = directoryContext(options);
+  let server: Server;
+  try {
+    server = serveStream(
+      {
+        hostname: options.hostname ?? "127.0.0.1",
+        port: options.port ?? DIRECTORY_PORT,
+        tls: options.tls,
+      },
+      (connection) => runSession(connection, context),
+      {
+        ...options,
+        logger,
+        registerTimeoutMs: options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS,
+        idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
+        refuse: (text) => err(text),
+        onFrameError: (error) => err(error.message),
+        onRegisterTimeout: () => err(DIRECTORY_TEXTS.registerTimeout),
+        onIdle: () => err(DIRECTORY_TEXTS.idle),
+        farewell: (connection) => connection.send(err(DIRECTORY_TEXTS.shuttingDown)),
+        onClosed: () => context.accounts.close(),
+      },
+    );
+  } catch (error) {
+    context.accounts.close();
+    throw error;
+  }
+  context.core.ownPorts.add(portOf(server.addr));
+  const liveness = startLiveness(context.core.bindings, options);
+  const shutdown = async () => {
+    liveness.stop();
+    await server.shutdown();
+    await liveness.sweeping();
   };
-
-  const server = serveStream(
-    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? DIRECTORY_PORT },
-    session,
-    {
-      logger,
-      maxQueueBytes: options.maxQueueBytes,
-      farewell: (connection) => reply(connection, "ERR", DIRECTORY_TEXTS.shuttingDown),
-      onClosed: () => accounts.close(),
+  logger.info("Listening on {addr}", { addr: formatAddr(server.addr) });
+  return {
+    addr: server.addr,
+    finished: server.finished,
+    shutdown,
+    [Symbol.asyncDispose]: shutdown,
+    bindings: context.core.bindings,
+    checkLiveness: liveness.check,
+    get hashesStarted() {
+      return context.accounts.queue.started;
     },
-  );
+  };
+}
 
-  const checkLiveness = async (): Promise<string[]> => {
+function portOf(addr: Deno.Addr): number {
+  return "port" in addr ? addr.port : 0;
+}
+
+/** Opens the account store and makes the shared session state. */
+function directoryContext(options: DirectoryOptions): ShellContext {
+  const exempt = CidrSet.parse(options.exempt ?? DEFAULT_EXEMPT);
+  const accounts = new AccountStore(options.db ?? DIRECTORY_DB, {
+    cost: options.hashCost ?? DEFAULT_HASH_COST,
+    queue: new HashQueue({
+      concurrency: options.hashConcurrency ?? DEFAULT_HASH_CONCURRENCY,
+      maxWaiting: options.hashQueue ?? DEFAULT_HASH_QUEUE,
+    }),
+  });
+  const core = new DirectoryCore({
+    throttle: new LoginThrottle({
+      maxFailures: options.maxLoginFailures ?? 5,
+      maxAddressFailures: options.maxAddressFailures ?? 20,
+      windowMs: options.loginLockoutMs ?? 60_000,
+    }),
+    signups: new RateLimiter({ max: options.signupsPerMinute ?? 3, windowMs: 60_000 }),
+    accountExists: (name) => accounts.has(name),
+    signup: options.signup ?? "open",
+    isExempt: (address) => exempt.has(address),
+    maxBound: options.maxBound ?? 10_000,
+    allowAnyBind: options.allowAnyBind ?? false,
+  });
+  return { core, accounts, options };
+}
+
+/** The liveness checker: every interval, PING each bound peer and deregister those that fail. */
+function startLiveness(bindings: Map<string, Binding>, options: DirectoryOptions) {
+  const timeoutMs = options.livenessTimeoutMs ?? 5000;
+  const concurrency = options.livenessConcurrency ?? 128;
+  const check = async (): Promise<string[]> => {
     const snapshot = [...bindings];
     const removed: string[] = [];
     let next = 0;
     const worker = async () => {
       while (next < snapshot.length) {
         const [name, binding] = snapshot[next++];
-        const alive = await pingPeer(binding.addr, binding.port, livenessTimeout);
+        const alive = await pingPeer(binding.addr, binding.port, timeoutMs, options.peerTls);
         if (!alive.ok && bindings.get(name) === binding) {
           bindings.delete(name);
           removed.push(name);
@@ -310,36 +349,26 @@ export function serveDirectory(options: DirectoryOptions = {}): DirectoryServer 
     await Promise.all(Array.from({ length: Math.min(concurrency, snapshot.length) }, worker));
     return removed;
   };
-
-  let livenessTimer: ReturnType<typeof setTimeout> | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   let sweeping: Promise<unknown> | undefined;
   let stopped = false;
   const interval = options.livenessIntervalMs ?? 10_000;
   const schedule = () => {
     if (stopped || interval <= 0) return;
-    livenessTimer = setTimeout(() => {
-      sweeping = checkLiveness().catch((error) =>
+    timer = setTimeout(() => {
+      sweeping = check().catch((error) =>
         logger.error("Liveness sweep failed: {error}", { error: String(error) })
-      )
-        .finally(schedule);
+      ).finally(schedule);
     }, interval);
   };
   schedule();
-
-  const shutdown = async () => {
-    stopped = true;
-    clearTimeout(livenessTimer);
-    await server.shutdown();
-    await sweeping;
-  };
-  logger.info("Listening on {addr}", { addr: formatAddr(server.addr) });
   return {
-    addr: server.addr,
-    finished: server.finished,
-    shutdown,
-    [Symbol.asyncDispose]: shutdown,
-    bindings,
-    checkLiveness,
+    check,
+    stop: () => {
+      stopped = true;
+      clearTimeout(timer);
+    },
+    sweeping: async () => await sweeping,
   };
 }
 
@@ -357,35 +386,31 @@ export async function pingPeer(
   addr: string,
   port: number,
   timeoutMs: number,
+  tls?: TlsDialOptions,
 ): Promise<{ ok: true } | { ok: false; reason: string }> {
   const deadline = performance.now() + timeoutMs;
-  let conn: Deno.TcpConn | undefined;
+  let connection: Connection | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let timedOut = false;
   try {
-    conn = await connectWithTimeout(addr, port, timeoutMs);
-    const open = conn;
+    const open = connection = new Connection(await connectWithTimeout(addr, port, timeoutMs, tls), {
+      logger,
+    });
     // One deadline for the whole check: closing the socket ends a pending write or read.
     timer = setTimeout(() => {
       timedOut = true;
-      try {
-        open.close();
-      } catch { /* closed */ }
+      open.close();
     }, Math.max(1, deadline - performance.now()));
-    await writeAll(open, encodeEurechat("PING"));
-    for await (const reply of readFrames(open.readable, new EurechatDecoder())) {
+    open.send(encodeEurechat("PING"));
+    for await (const reply of receiveFrames(open, new EurechatDecoder())) {
       return reply.type === "PONG" ? { ok: true } : { ok: false, reason: `answered ${reply.type}` };
     }
-    return { ok: false, reason: "closed without PONG" };
+    return { ok: false, reason: timedOut ? "no PONG in time" : "closed without PONG" };
   } catch (error) {
     return { ok: false, reason: timedOut ? "no PONG in time" : String(error) };
   } finally {
     clearTimeout(timer);
-    if (!timedOut) {
-      try {
-        conn?.close();
-      } catch { /* closed */ }
-    }
+    connection?.close();
   }
 }
 
@@ -421,17 +446,47 @@ export const DIRECTORY_COMMAND: CommandSpec = {
       value: "N",
       description: "scrypt cost, log2 of N",
     },
+    "hash-concurrency": {
+      type: "string",
+      default: String(DEFAULT_HASH_CONCURRENCY),
+      value: "N",
+      description: "password hashes computed at once",
+    },
+    "hash-queue": {
+      type: "string",
+      default: String(DEFAULT_HASH_QUEUE),
+      value: "N",
+      description: "hashes that may wait their turn; more get 'server busy'",
+    },
     "max-login-failures": {
       type: "string",
       default: "5",
       value: "N",
-      description: "failed logins per name or address before refusing",
+      description: "failed logins of one name from one address before refusing them",
+    },
+    "max-address-failures": {
+      type: "string",
+      default: "20",
+      value: "N",
+      description: "failed logins from one address (any names) before refusing it",
     },
     "login-lockout": {
       type: "string",
       default: "60",
       value: "SECONDS",
       description: "how long failures count and a lockout lasts",
+    },
+    "signups-per-minute": {
+      type: "string",
+      default: "3",
+      value: "N",
+      description: "new accounts per address per minute with --signup open (--exempt not counted)",
+    },
+    "max-bound": {
+      type: "string",
+      default: "10000",
+      value: "N",
+      description: "most users bound at once",
     },
     "idle-timeout": {
       type: "string",
@@ -479,7 +534,22 @@ export const DIRECTORY_COMMAND: CommandSpec = {
       value: "BYTES",
       description: "largest payload",
     },
+    ...TLS_SERVER_FLAGS,
+    tls: {
+      ...TLS_CLIENT_FLAGS.tls,
+      description: "PING bound peers (and test BIND ports) with TLS: for peers with --tls-cert",
+    },
+    ca: TLS_CLIENT_FLAGS.ca,
     ...SERVER_FLAGS,
+    exempt: {
+      ...SERVER_FLAGS.exempt,
+      description:
+        "addresses --max-per-ip and --signups-per-minute do not count ('' exempts nothing)",
+    },
+    "register-timeout": {
+      ...SERVER_FLAGS["register-timeout"],
+      description: "USER and PASS must succeed within this time (0: no limit)",
+    },
   },
   epilog:
     "Passwords for adduser are read without echo from a terminal, or as the first line of stdin.",
@@ -491,8 +561,13 @@ function mayUseFile(path: string): boolean {
 }
 
 async function admin(command: string, name: string | undefined, values: Record<string, unknown>) {
-  if (!name || !/^\S+$/.test(name)) throw new UsageError(`${command} needs a NAME without spaces`);
-  const store = new AccountStore(String(values.db), intValue(values["hash-cost"], "hash-cost", 1));
+  const problem = name === undefined ? "it is missing" : directoryNameProblem(name);
+  if (name === undefined || (problem && command === "adduser")) {
+    throw new UsageError(`${command} needs a valid NAME: ${problem}`);
+  }
+  const store = new AccountStore(String(values.db), {
+    cost: intValue(values["hash-cost"], "hash-cost", 1),
+  });
   try {
     if (command === "adduser") {
       const password = await readPassword(`Password for ${name}: `);
@@ -530,16 +605,22 @@ export async function main(args: readonly string[]): Promise<void> {
       db: String(values.db),
       signup: choiceValue(values.signup, "signup", ["open", "closed"] as const),
       hashCost: intValue(values["hash-cost"], "hash-cost", 1),
+      hashConcurrency: intValue(values["hash-concurrency"], "hash-concurrency", 1),
+      hashQueue: intValue(values["hash-queue"], "hash-queue", 0),
       maxLoginFailures: intValue(values["max-login-failures"], "max-login-failures", 1),
-      loginLockoutMs: secondsValue(values["login-lockout"], "login-lockout"),
-      idleTimeoutMs: secondsValue(values["idle-timeout"], "idle-timeout"),
-      bindTimeoutMs: secondsValue(values["bind-timeout"], "bind-timeout"),
+      maxAddressFailures: intValue(values["max-address-failures"], "max-address-failures", 1),
+      signupsPerMinute: intValue(values["signups-per-minute"], "signups-per-minute", 0),
+      maxBound: intValue(values["max-bound"], "max-bound", 0),
+      loginLockoutMs: millisecondsFromSeconds(values["login-lockout"], "login-lockout"),
+      idleTimeoutMs: millisecondsFromSeconds(values["idle-timeout"], "idle-timeout"),
+      bindTimeoutMs: millisecondsFromSeconds(values["bind-timeout"], "bind-timeout"),
       allowAnyBind: Boolean(values["allow-any-bind"]),
-      livenessIntervalMs: secondsValue(values["liveness-interval"], "liveness-interval"),
-      livenessTimeoutMs: secondsValue(values["liveness-timeout"], "liveness-timeout"),
+      livenessIntervalMs: millisecondsFromSeconds(values["liveness-interval"], "liveness-interval"),
+      livenessTimeoutMs: millisecondsFromSeconds(values["liveness-timeout"], "liveness-timeout"),
       livenessConcurrency: intValue(values["liveness-concurrency"], "liveness-concurrency", 1),
       maxHeaderBytes: intValue(values["max-header"], "max-header", 16),
       maxPayloadBytes: intValue(values["max-payload"], "max-payload", 0),
+      peerTls: tlsClientOptions(values),
     };
     const dbGiven = args.some((a) => a === "--db" || a.startsWith("--db="));
     await runServer(values, logger, () => {

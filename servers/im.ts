@@ -38,15 +38,16 @@ import { isFrameError } from "../protocols/errors.ts";
 import { utf8Length } from "../protocols/names.ts";
 import { type Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
 import { formatAddr } from "../net/address.ts";
-import { type Server, serveStream } from "../net/serve.ts";
+import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
 import {
   type CommandSpec,
   intValue,
+  millisecondsFromSeconds,
   portValue,
   runCommand,
-  secondsValue,
   SERVER_FLAGS,
   serverBasics,
+  TLS_SERVER_FLAGS,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
 
@@ -70,6 +71,8 @@ export interface ImServerOptions {
   maxUsers?: number;
   /** Conversations one user may be a member of (default 100). */
   maxConversations?: number;
+  /** Speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
 }
 
 /** One registered user. */
@@ -480,7 +483,7 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
   };
 
   const server = serveStream(
-    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? IM_PORT },
+    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? IM_PORT, tls: options.tls },
     async (connection) => {
       const decoder = new ImLineDecoder({ maxLineBytes: options.maxLineBytes });
       let user: ImUser | undefined;
@@ -588,6 +591,7 @@ export const IM_COMMAND: CommandSpec = {
       description:
         "conversations one user may be a member of; an INVITE or JOIN past it is an ERROR",
     },
+    ...TLS_SERVER_FLAGS,
     ...SERVER_FLAGS,
   },
 };
@@ -598,8 +602,8 @@ export async function main(args: readonly string[]): Promise<void> {
     const options: ImServerOptions = {
       ...serverBasics(values),
       port: portValue(values.port),
-      presenceIntervalMs: secondsValue(values["presence-interval"], "presence-interval"),
-      presenceCoalesceMs: secondsValue(values["presence-coalesce"], "presence-coalesce"),
+      presenceIntervalMs: millisecondsFromSeconds(values["presence-interval"], "presence-interval"),
+      presenceCoalesceMs: millisecondsFromSeconds(values["presence-coalesce"], "presence-coalesce"),
       maxLineBytes: intValue(values["max-line"], "max-line", 16),
       maxUsers: intValue(values["max-users"], "max-users", 1),
       maxConversations: intValue(values["max-conversations"], "max-conversations", 1),

@@ -19,9 +19,11 @@ import {
   type TimestampTransport,
 } from "../protocols/timestamp.ts";
 import { getLogger } from "@logtape/logtape";
-import { encodeTimestampReply } from "../protocols/timestamp.ts";
-import { formatAddr } from "../net/address.ts";
-import { type Server, serveStream } from "../net/serve.ts";
+import { encodeTimestampReply, TimestampChunkDecoder } from "../protocols/timestamp.ts";
+import { formatAddr, formatHostPort } from "../net/address.ts";
+import { receiveFrames } from "../net/framing.ts";
+import { listenError, listenUnix } from "../net/listen.ts";
+import { type Server, type ServerLimits, serveStream, type TlsCertificate } from "../net/serve.ts";
 import {
   choiceValue,
   type CommandSpec,
@@ -29,11 +31,13 @@ import {
   runCommand,
   SERVER_FLAGS,
   serverBasics,
+  TLS_SERVER_FLAGS,
+  UsageError,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
 
 /** Options of {@link serveTimestamp}. */
-export interface TimestampOptions {
+export interface TimestampOptions extends ServerLimits {
   /** `tcp` (default), `udp` or `unix`. */
   transport?: TimestampTransport;
   /** Address to listen on (TCP, UDP); default `127.0.0.1`. */
@@ -42,21 +46,28 @@ export interface TimestampOptions {
   port?: number;
   /** Socket path (Unix); default `/tmp/parley-timestamp.sock`. */
   path?: string;
-  /** Send-queue limit per connection (TCP, Unix). */
-  maxQueueBytes?: number;
   /** The clock (tests inject a fixed one). */
   clock?: () => Date;
+  /** TCP only: speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
+  tls?: TlsCertificate;
 }
 
 const logger = getLogger(["parley", "timestamp"]);
 
 /**
- * Starts a timestamp server.
+ * Starts a timestamp server. Its unit is a chunk, not a frame: each read is
+ * answered at once ({@link TimestampChunkDecoder}), so `--frame-timeout`
+ * never applies and there is no registration step; the per-address and total
+ * connection limits do (a refused connection is told why in one line).
+ *
+ * A Unix socket is only created where no live server answers (a live one is a
+ * `ListenError` "PATH is already in use"); a stale socket file is replaced,
+ * and on shutdown the file is removed only if it is still this server's.
  *
  * @example
  * ```ts
  * import { serveTimestamp } from "./timestamp.ts";
- * await using server = serveTimestamp({ port: 0 });
+ * await using server = await serveTimestamp({ port: 0 });
  * const conn = await Deno.connect({ port: (server.addr as Deno.NetAddr).port });
  * await conn.write(new TextEncoder().encode("hello"));
  * const buf = new Uint8Array(100);
@@ -65,50 +76,44 @@ const logger = getLogger(["parley", "timestamp"]);
  * conn.close();
  * ```
  */
-export function serveTimestamp(options: TimestampOptions = {}): Server {
+export async function serveTimestamp(options: TimestampOptions = {}): Promise<Server> {
   const clock = options.clock ?? (() => new Date());
   const transport = options.transport ?? "tcp";
   if (transport === "udp") return serveTimestampUdp(options, clock);
-  let path: string | undefined;
-  if (transport === "unix") {
-    path = options.path ?? TIMESTAMP_SOCKET_PATH;
-    removeStaleSocket(path);
-  }
   const server = serveStream(
-    path !== undefined
-      ? { transport: "unix", path }
-      : { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? TIMESTAMP_PORT },
+    transport === "unix" ? await listenUnix(options.path ?? TIMESTAMP_SOCKET_PATH) : {
+      hostname: options.hostname ?? "127.0.0.1",
+      port: options.port ?? TIMESTAMP_PORT,
+      tls: options.tls,
+    },
     async (connection) => {
       logger.debug("Connected from {peer}", { peer: formatAddr(connection.remoteAddr) });
-      for await (const chunk of connection.chunks()) {
+      for await (const chunk of receiveFrames(connection, new TimestampChunkDecoder())) {
         connection.send(encodeTimestampReply(chunk, clock()));
       }
-      await connection.drain();
     },
     {
+      ...options,
+      registerTimeoutMs: 0,
       logger,
-      maxQueueBytes: options.maxQueueBytes,
-      onClosed: () => {
-        if (path !== undefined) removeStaleSocket(path);
-      },
+      refuse: (text) => encoder.encode(`${text}\n`),
     },
   );
   logger.info("Listening on {addr} ({transport})", { addr: formatAddr(server.addr), transport });
   return server;
 }
 
-function removeStaleSocket(path: string): void {
-  try {
-    if (Deno.lstatSync(path).isSocket) Deno.removeSync(path);
-  } catch { /* absent */ }
-}
+const encoder = new TextEncoder();
 
 function serveTimestampUdp(options: TimestampOptions, clock: () => Date): Server {
-  const socket = Deno.listenDatagram({
-    transport: "udp",
-    hostname: options.hostname ?? "127.0.0.1",
-    port: options.port ?? TIMESTAMP_PORT,
-  });
+  const hostname = options.hostname ?? "127.0.0.1";
+  const port = options.port ?? TIMESTAMP_PORT;
+  let socket: Deno.DatagramConn;
+  try {
+    socket = Deno.listenDatagram({ transport: "udp", hostname, port });
+  } catch (error) {
+    throw listenError(error, formatHostPort(hostname, port));
+  }
   let stopping = false;
   const loop = (async () => {
     while (true) {
@@ -146,6 +151,11 @@ function serveTimestampUdp(options: TimestampOptions, clock: () => Date): Server
   return { addr: socket.addr, finished, shutdown, [Symbol.asyncDispose]: shutdown };
 }
 
+function withoutRegisterTimeout(flags: typeof SERVER_FLAGS): typeof SERVER_FLAGS {
+  const { "register-timeout": _unused, ...rest } = flags;
+  return rest;
+}
+
 /** The command-line interface of `servers/timestamp.ts`. */
 export const TIMESTAMP_COMMAND: CommandSpec = {
   name: "servers/timestamp.ts",
@@ -166,7 +176,9 @@ export const TIMESTAMP_COMMAND: CommandSpec = {
       description: "socket path (unix)",
       aliases: ["socket", "socket-path"],
     },
-    ...SERVER_FLAGS,
+    ...TLS_SERVER_FLAGS,
+    // The timestamp protocol has no registration step.
+    ...withoutRegisterTimeout(SERVER_FLAGS),
   },
   epilog:
     "UDP needs Deno's --unstable-net; a Unix socket needs --allow-read and --allow-write (and --allow-net, which Deno 2.9 checks for socket paths too).",
@@ -178,14 +190,12 @@ export async function main(args: readonly string[]): Promise<void> {
     const transport = choiceValue(values.transport, "transport", TIMESTAMP_TRANSPORTS);
     const port = portValue(values.port);
     const basics = serverBasics(values);
-    await runServer(values, logger, () =>
-      serveTimestamp({
-        transport,
-        hostname: basics.hostname,
-        port,
-        path: String(values.path),
-        maxQueueBytes: basics.maxQueueBytes,
-      }));
+    if (basics.tls && transport !== "tcp") throw new UsageError("--tls-cert needs --transport tcp");
+    await runServer(
+      values,
+      logger,
+      () => serveTimestamp({ ...basics, transport, port, path: String(values.path) }),
+    );
   });
 }
 

@@ -7,122 +7,68 @@ import { FrameError, FrameTooLargeError } from "../protocols/errors.ts";
 const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join(" ");
 
 // Each fixture: the message, and its bytes commented field by field.
+// deno-fmt-ignore
 const fixtures: [CrcMessage, number[]][] = [
   [
     { kind: "server_registration", source: 1, lastHop: 0, name: "S1", info: "hub" },
     [
-      0x00, //                   type: server registration
-      0x00,
-      0x00,
-      0x00,
-      0x01, // source 1
-      0x00,
-      0x00,
-      0x00,
-      0x00, // last_hop 0 (brand-new neighbour)
-      0x02, //                   name_len 2
-      0x00,
-      0x03, //             info_len 3
-      0x53,
-      0x31, //             "S1"
-      0x68,
-      0x75,
-      0x62, //       "hub"
+      0x00,                   // type: server registration
+      0x00, 0x00, 0x00, 0x01, // source 1
+      0x00, 0x00, 0x00, 0x00, // last_hop 0 (brand-new neighbour)
+      0x02,                   // name_len 2
+      0x00, 0x03,             // info_len 3
+      0x53, 0x31,             // "S1"
+      0x68, 0x75, 0x62,       // "hub"
     ],
   ],
   [
     { kind: "client_registration", source: 0xdeadbeef, lastHop: 7, name: "al", info: "" },
     [
-      0x80, //                   type: client registration
-      0xde,
-      0xad,
-      0xbe,
-      0xef, // source 0xdeadbeef
-      0x00,
-      0x00,
-      0x00,
-      0x07, // last_hop 7
-      0x02, //                   name_len 2
-      0x00,
-      0x00, //             info_len 0
-      0x61,
-      0x6c, //             "al"
+      0x80,                   // type: client registration
+      0xde, 0xad, 0xbe, 0xef, // source 0xdeadbeef
+      0x00, 0x00, 0x00, 0x07, // last_hop 7
+      0x02,                   // name_len 2
+      0x00, 0x00,             // info_len 0
+      0x61, 0x6c,             // "al"
     ],
   ],
   [
     { kind: "status", source: 9, destination: 0, code: 2, content: "dup" },
     [
-      0x01, //                   type: status
-      0x00,
-      0x00,
-      0x00,
-      0x09, // source 9
-      0x00,
-      0x00,
-      0x00,
-      0x00, // destination 0
-      0x00,
-      0x02, //             status code 2 (two bytes)
-      0x00,
-      0x00,
-      0x00,
-      0x03, // len 3
-      0x64,
-      0x75,
-      0x70, //       "dup"
+      0x01,                   // type: status
+      0x00, 0x00, 0x00, 0x09, // source 9
+      0x00, 0x00, 0x00, 0x00, // destination 0
+      0x00, 0x02,             // status code 2 (two bytes)
+      0x00, 0x00, 0x00, 0x03, // len 3
+      0x64, 0x75, 0x70,       // "dup"
     ],
   ],
   [
     { kind: "chat", source: 2, destination: 3, content: "hi" },
     [
-      0x81, //                   type: client chat
-      0x00,
-      0x00,
-      0x00,
-      0x02, // source 2
-      0x00,
-      0x00,
-      0x00,
-      0x03, // destination 3
-      0x00,
-      0x00,
-      0x00,
-      0x02, // len 2
-      0x68,
-      0x69, //             "hi"
+      0x81,                   // type: client chat
+      0x00, 0x00, 0x00, 0x02, // source 2
+      0x00, 0x00, 0x00, 0x03, // destination 3
+      0x00, 0x00, 0x00, 0x02, // len 2
+      0x68, 0x69,             // "hi"
     ],
   ],
   [
     { kind: "client_quit", source: 4, content: "" },
     [
-      0x82, //                   type: client quit
-      0x00,
-      0x00,
-      0x00,
-      0x04, // source 4
-      0x00,
-      0x00,
-      0x00,
-      0x00, // len 0
+      0x82,                   // type: client quit
+      0x00, 0x00, 0x00, 0x04, // source 4
+      0x00, 0x00, 0x00, 0x00, // len 0
     ],
   ],
   [
     { kind: "server_quit", source: 5, replacement: 0, content: "x" },
     [
-      0x02, //                   type: server quit
-      0x00,
-      0x00,
-      0x00,
-      0x05, // source 5
-      0x00,
-      0x00,
-      0x00,
-      0x00, // replacement 0 (none)
-      0x00,
-      0x00,
-      0x00,
-      0x01, // len 1
-      0x78, //                   "x"
+      0x02,                   // type: server quit
+      0x00, 0x00, 0x00, 0x05, // source 5
+      0x00, 0x00, 0x00, 0x00, // replacement 0 (none)
+      0x00, 0x00, 0x00, 0x01, // len 1
+      0x78,                   // "x"
     ],
   ],
 ];
@@ -282,4 +228,51 @@ Deno.test("CrcFrameDecoder round trip: any messages, any chunking, same messages
 Deno.test("CrcDecoder fuzz: random and mutated bytes only ever raise frame errors", () => {
   const valid = new Uint8Array(fixtures.flatMap(([, b]) => b));
   fuzzDecoder(() => new CrcDecoder(), valid, { maxLength: 500, maxStep: 30 });
+});
+
+Deno.test("CrcDecoder: a name or info that is not UTF-8 or holds a control character is a framing error; chat content may hold anything", () => {
+  const registration = (name: Uint8Array, info: Uint8Array) => {
+    const head = encodeCrc({
+      kind: "client_registration",
+      source: 7,
+      lastHop: 0,
+      name: "",
+      info: "",
+    });
+    const out = new Uint8Array(12 + name.length + info.length);
+    out.set(head);
+    out[9] = name.length;
+    new DataView(out.buffer).setUint16(10, info.length);
+    out.set(name, 12);
+    out.set(info, 12 + name.length);
+    return out;
+  };
+  const utf8 = (s: string) => new TextEncoder().encode(s);
+  for (
+    const [name, info, reason] of [
+      [new Uint8Array(255).fill(0xff), utf8(""), /name is not valid UTF-8/],
+      [utf8("ok"), new Uint8Array([0xc3]), /info is not valid UTF-8/],
+      [utf8("a\u0000b"), utf8(""), /name contains a control character/],
+      [utf8("ok"), utf8("\u001b[2J"), /info contains a control character/],
+      [utf8("\u202eevil"), utf8(""), /name contains a control character/],
+      [utf8("c1\u0085"), utf8(""), /name contains a control character/],
+    ] as const
+  ) {
+    throws(
+      () => new CrcDecoder().decode(registration(name, info)),
+      (e: unknown) => e instanceof FrameError && reason.test(e.message),
+    );
+  }
+  // A BOM is kept, so the name re-encodes to the bytes that came in.
+  const [bom] = new CrcDecoder().decode(registration(utf8("\ufeffé"), utf8("")));
+  ok(bom.kind === "client_registration" && bom.name === "\ufeffé");
+  deepStrictEqual(encodeCrc(bom).length, 12 + 5);
+  const chat = encodeCrc({ kind: "chat", source: 1, destination: 2, content: "xx" });
+  chat.set([0xff, 0x00], 13);
+  deepStrictEqual(new CrcDecoder().decode(chat)[0], {
+    kind: "chat",
+    source: 1,
+    destination: 2,
+    content: "\ufffd\u0000",
+  });
 });

@@ -2,7 +2,8 @@ import { deepStrictEqual, match, ok } from "node:assert/strict";
 import { CrcDecoder, type CrcMessage, encodeCrc } from "../protocols/crc.ts";
 import { serveCrcNode } from "../servers/crc_node.ts";
 import { CrcClient } from "../clients/crc.ts";
-import { EntryProcess, Peer, portOf, waitUntil } from "./_helpers.ts";
+import { ListenError } from "../net/listen.ts";
+import { EntryProcess, Peer, portOf, waitUntil, within } from "./_helpers.ts";
 
 const port = (s: { addr: Deno.Addr }) => portOf(s.addr);
 
@@ -65,7 +66,12 @@ Deno.test("serveCrcNode(): garbage, an oversized length or a truncated frame clo
   await a.chat(102, "still routed");
   await waitUntil(() => b.chatLog.length === 1, 2000, "the chat");
   deepStrictEqual(b.chatLog, [{ source: 101, sender: "a", text: "still routed" }]);
-  match(hub.metrics(), /parley_crc_protocol_errors_total 2\n/);
+  // Three framing errors: garbage, an oversized length, and a stream that ended inside a frame.
+  await waitUntil(
+    () => /parley_crc_protocol_errors_total 3\n/.test(hub.metrics()),
+    2000,
+    "three protocol errors",
+  );
   deepStrictEqual(hub.state().hosts.map((h) => h.id), [101, 102]);
 });
 
@@ -186,4 +192,133 @@ Deno.test("servers/crc_node.ts --log-file (the seed's flag) appends the log to a
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("serveCrcNode(): an admin port in use fails with one line naming it, and the node's own port is released", async () => {
+  using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const nodePort = portOf(probe.addr);
+  probe.close();
+  const error = await serveCrcNode({
+    id: 1,
+    port: nodePort,
+    admin: { hostname: "127.0.0.1", port: portOf(busy.addr) },
+  }).then(() => undefined, (e) => e);
+  // Nothing opened before the failure leaks: the node's port can be taken again at once.
+  Deno.listen({ hostname: "127.0.0.1", port: nodePort }).close();
+  ok(error instanceof ListenError, String(error));
+  match(error.message, new RegExp(`^127\\.0\\.0\\.1:${portOf(busy.addr)} is already in use$`));
+});
+
+Deno.test("servers/crc_node.ts: an admin port in use exits 1 with one line", async () => {
+  using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  await using node = EntryProcess.start(
+    "servers/crc_node.ts",
+    ["--port", "0", "--admin", `127.0.0.1:${portOf(busy.addr)}`],
+    ["--allow-net"],
+  );
+  deepStrictEqual((await node.exited()).code, 1);
+  match(node.output, new RegExp(`127\\.0\\.0\\.1:${portOf(busy.addr)} is already in use\\n`));
+  ok(!node.output.includes("    at "), "no stack trace");
+});
+
+Deno.test("serveCrcNode(): the admin endpoint serves at most 8 connections at once and closes idle ones", async () => {
+  await using node = await serveCrcNode({
+    id: 1,
+    port: 0,
+    admin: { hostname: "127.0.0.1", port: 0 },
+    adminIdleMs: 300,
+  });
+  const admin = node.adminAddr!.port;
+  const idle = await Promise.all(
+    Array.from({ length: 8 }, () => Deno.connect({ hostname: "127.0.0.1", port: admin })),
+  );
+  try {
+    // The ninth is answered 503 and closed.
+    const ninth = await Deno.connect({ hostname: "127.0.0.1", port: admin });
+    await ninth.write(new TextEncoder().encode("GET /state HTTP/1.1\r\nHost: x\r\n\r\n"));
+    const answer = new TextDecoder().decode(await readAll(ninth));
+    ninth.close();
+    match(answer, /^HTTP\/1\.1 503 /);
+    // The eight idle ones are closed by the node.
+    for (const conn of idle) deepStrictEqual((await readAll(conn)).length, 0);
+  } finally {
+    for (const conn of idle) conn.close();
+  }
+  const state = await fetch(`http://127.0.0.1:${admin}/state`);
+  deepStrictEqual(state.status, 200);
+  deepStrictEqual((await state.json()).id, 1);
+});
+
+async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  const buffer = new Uint8Array(4096);
+  while (true) {
+    const n = await within(conn.read(buffer), 3000, "the admin endpoint to answer or close");
+    if (n === null) break;
+    parts.push(buffer.slice(0, n));
+  }
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+  parts.reduce((o, p) => (out.set(p, o), o + p.length), 0);
+  return out;
+}
+
+Deno.test("servers/crc_node.ts: --register-timeout closes a silent link; --frame-timeout a half-sent frame (and its client's quit is announced)", async () => {
+  await using node = EntryProcess.start(
+    "servers/crc_node.ts",
+    ["--id", "1", "--port", "0", "--register-timeout", "0.3", "--frame-timeout", "0.3"],
+    ["--allow-net"],
+  );
+  const nodePort = await node.listeningPort();
+  const addr = { transport: "tcp" as const, hostname: "127.0.0.1", port: nodePort };
+  await using alice = await CrcClient.connect({ id: 101, username: "alice", port: nodePort });
+  await using silent = await Peer.connect<CrcMessage>(addr, new CrcDecoder());
+  await using slow = await Peer.connect<CrcMessage>(addr, new CrcDecoder());
+  await slow.write(
+    encodeCrc({ kind: "client_registration", source: 102, lastHop: 0, name: "slow", info: "" }),
+  );
+  await waitUntil(() => alice.users.has(102), 3000, "alice to learn of slow");
+  await slow.write(
+    encodeCrc({ kind: "chat", source: 102, destination: 101, content: "half" })
+      .subarray(0, 10),
+  );
+  await silent.closedByServer();
+  await slow.closedByServer();
+  await waitUntil(() => !alice.users.has(102), 3000, "slow's quit");
+  // alice registered in time and chats are whole: she stays.
+  deepStrictEqual(alice.statusLog.length, 1);
+  match(node.output, /not registered within 300 ms/);
+  match(node.output, /a frame took longer than 300 ms/);
+});
+
+Deno.test("servers/crc_node.ts: a node whose id is refused by the node it joins exits 1 with the refusal text", async () => {
+  await using hub = await serveCrcNode({ id: 5, port: 0 });
+  await using twin = EntryProcess.start(
+    "servers/crc_node.ts",
+    [
+      "--id",
+      "5",
+      "--port",
+      "0",
+      "--connect-to-host",
+      "127.0.0.1",
+      "--connect-to-port",
+      String(port(hub)),
+    ],
+    ["--allow-net"],
+  );
+  deepStrictEqual((await twin.exited()).code, 1);
+  match(twin.output, /A machine has already registered with ID 5\n/);
+  ok(!twin.output.includes("    at "), "no stack trace");
+  deepStrictEqual(hub.state().hosts, []);
+});
+
+Deno.test("servers/crc_node.ts: a --name with a control character is a usage error", async () => {
+  await using node = EntryProcess.start(
+    "servers/crc_node.ts",
+    ["--port", "0", "--name", "evil\u001b[2J"],
+    ["--allow-net"],
+  );
+  deepStrictEqual((await node.exited()).code, 2);
+  match(node.output, /--name contains a control character/);
 });

@@ -1,4 +1,4 @@
-import { deepStrictEqual, match, ok } from "node:assert/strict";
+import { deepStrictEqual, match, ok, throws } from "node:assert/strict";
 import {
   encodeEurechat,
   EurechatDecoder,
@@ -263,35 +263,68 @@ Deno.test("serveDirectory() throttles repeated failures, even for the right pass
 
 Deno.test("LoginThrottle counts attempts in flight, so parallel guesses cannot start more hashes than the limit", () => {
   let now = 0;
-  const t = new LoginThrottle({ maxFailures: 2, windowMs: 1000, now: () => now });
-  deepStrictEqual(t.begin(["name:x"]), 0);
-  deepStrictEqual(t.begin(["name:x"]), 0);
-  ok(t.begin(["name:x"]) > 0);
-  t.finish(["name:x"], false);
-  t.finish(["name:x"], true);
-  deepStrictEqual(t.begin(["name:x"]), 0); // one failure and one in flight
-  ok(t.begin(["name:x"]) > 0);
-  t.finish(["name:x"], false);
+  const t = new LoginThrottle({
+    maxFailures: 2,
+    maxAddressFailures: 3,
+    windowMs: 1000,
+    now: () => now,
+  });
+  const x = { address: "a", name: "x" };
+  deepStrictEqual(t.begin(x), 0);
+  deepStrictEqual(t.begin(x), 0);
+  ok(t.begin(x) > 0);
+  t.finish(x, true);
+  t.finish(x, false);
+  deepStrictEqual(t.begin(x), 0); // one failure and one in flight
+  ok(t.begin(x) > 0);
+  t.finish(x, true);
   now = 1001;
-  deepStrictEqual(t.begin(["name:x"]), 0); // failures aged out
+  deepStrictEqual(t.begin(x), 0); // failures aged out
+  t.finish(x, false);
   // An address with no failures is never held back by attempts in flight.
-  for (let i = 0; i < 10; i++) deepStrictEqual(t.begin([`name:u${i}`, "addr:gw"]), 0);
-  t.finish(["name:u0", "addr:gw"], false);
-  ok(t.begin(["name:other", "addr:gw"]) > 0); // now it has failed: the 9 in flight count
+  now = 3000;
+  for (let i = 0; i < 10; i++) deepStrictEqual(t.begin({ address: "gw", name: `u${i}` }), 0);
+  t.finish({ address: "gw", name: "u0" }, true);
+  ok(t.begin({ address: "gw", name: "other" }) > 0); // now it has failed: the 9 in flight count
+});
+
+Deno.test("LoginThrottle counts per address and per (address, name), never per name alone", () => {
+  const now = 0;
+  const t = new LoginThrottle({
+    maxFailures: 2,
+    maxAddressFailures: 4,
+    windowMs: 1000,
+    now: () => now,
+  });
+  const fail = (address: string, name: string) => {
+    deepStrictEqual(t.begin({ address, name }), 0);
+    t.finish({ address, name }, true);
+  };
+  fail("attacker", "victim");
+  fail("attacker", "victim");
+  ok(t.begin({ address: "attacker", name: "victim" }) > 0, "the pair is locked");
+  deepStrictEqual(t.begin({ address: "home", name: "victim" }), 0, "the victim is not");
+  t.finish({ address: "home", name: "victim" }, false);
+  fail("attacker", "a");
+  fail("attacker", "b");
+  ok(t.begin({ address: "attacker", name: "c" }) > 0, "the address is locked after 4");
+  deepStrictEqual(t.begin({ address: "home", name: "c" }), 0);
 });
 
 Deno.test("LoginThrottle forgets names whose failures aged out, so made-up names cannot grow it", () => {
   let now = 0;
   const t = new LoginThrottle({ maxFailures: 2, windowMs: 1000, now: () => now });
   for (let i = 0; i < 10_000; i++) {
-    deepStrictEqual(t.begin([`name:guess${i}`]), 0);
-    t.finish([`name:guess${i}`], false);
+    const attempt = { address: `10.0.${i >> 8}.${i & 255}`, name: `guess${i}` };
+    deepStrictEqual(t.begin(attempt), 0);
+    t.finish(attempt, true);
     now += 1; // 1,000 failures per window
   }
-  ok(t.size < 4096 + 1001, `tracking ${t.size} names`);
+  ok(t.size < 4096 + 2002, `tracking ${t.size} keys`);
   const before = t.size;
-  deepStrictEqual(t.begin(["name:fresh"]), 0);
-  t.finish(["name:fresh"], true);
+  const fresh = { address: "10.9.9.9", name: "fresh" };
+  deepStrictEqual(t.begin(fresh), 0);
+  t.finish(fresh, false);
   deepStrictEqual(t.size, before); // a success leaves nothing behind
 });
 
@@ -455,4 +488,34 @@ Deno.test("DirectoryClient.request() gives each of several requests made at once
   deepStrictEqual(all.map((p) => p.name), ["ann"]);
   deepStrictEqual(left, "left");
   deepStrictEqual(await client.query(), []);
+});
+
+/** File descriptors of this process open on `path` (Linux), or undefined where /proc is missing. */
+function openDescriptors(path: string): number | undefined {
+  try {
+    return [...Deno.readDirSync("/proc/self/fd")].filter((fd) => {
+      try {
+        return Deno.readLinkSync(`/proc/self/fd/${fd.name}`) === path;
+      } catch {
+        return false;
+      }
+    }).length;
+  } catch {
+    return undefined;
+  }
+}
+
+Deno.test("serveDirectory() closes its database when it cannot listen", async () => {
+  const dir = await Deno.realPath(await Deno.makeTempDir());
+  try {
+    using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const db = `${dir}/accounts.db`;
+    throws(() => serveDirectory({ ...FAST, port: portOf(busy.addr), db }), /already in use/);
+    const left = openDescriptors(db);
+    ok(left === undefined || left === 0, `${left} descriptors still open on the database`);
+    await using _directory = serveDirectory({ ...FAST, db }); // the file is usable again
+    ok(openDescriptors(db) !== 0, "the check sees an open database");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -7,6 +7,9 @@
  * - `servers/` and `clients/` import `protocols/`, `net/`, `cli/`, and never each other
  *   (a `servers/_private.ts` helper may be imported by the servers only).
  * - `mod.ts` exports no `_`-private module.
+ *
+ * A file imported `with { type: "text" }` or `"bytes"` is data, not code (the web server's page
+ * files in `clients/web/`, embedded so it needs no `--allow-read`): such edges are not imports here.
  */
 import { deepStrictEqual, ok } from "node:assert/strict";
 
@@ -40,12 +43,16 @@ export async function importEdges(entries: readonly string[]): Promise<Edge[]> {
     }).output();
     ok(output.success, new TextDecoder().decode(output.stderr));
     const graph = JSON.parse(new TextDecoder().decode(output.stdout)) as {
-      modules: { specifier: string; dependencies?: { code?: { specifier: string } }[] }[];
+      modules: {
+        specifier: string;
+        dependencies?: { code?: { specifier: string }; assertionType?: string }[];
+      }[];
     };
     for (const module of graph.modules) {
       const from = local(module.specifier);
       if (from === undefined) continue;
       for (const dep of module.dependencies ?? []) {
+        if (dep.assertionType === "text" || dep.assertionType === "bytes") continue;
         const to = dep.code ? local(dep.code.specifier) : undefined;
         if (to !== undefined) edges.push({ from, to });
       }

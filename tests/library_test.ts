@@ -20,7 +20,7 @@ Deno.test("mod.ts used from another folder through deno.json links: imports reso
       [
         'import { encodeChannelFrame, serveTimestamp } from "@parley/parley";',
         'import { ChannelDecoder } from "@parley/parley/channel";',
-        "await using server = serveTimestamp({ port: 0 });",
+        "await using server = await serveTimestamp({ port: 0 });",
         'const [text] = new ChannelDecoder().decode(encodeChannelFrame("hi"));',
         "console.log(server.addr.transport, text);",
       ].join("\n"),

@@ -2,6 +2,8 @@ import { deepStrictEqual, ok } from "node:assert/strict";
 import { connectWithTimeout } from "../net/dial.ts";
 import { IdleTimer } from "../net/timers.ts";
 import { serveStream } from "../net/serve.ts";
+import { receiveFrames } from "../net/framing.ts";
+import { TimestampChunkDecoder } from "../protocols/timestamp.ts";
 import { serveTimestamp } from "../servers/timestamp.ts";
 import { Peer, portOf, within } from "./_helpers.ts";
 import type { FrameDecoder } from "../protocols/frames.ts";
@@ -18,7 +20,7 @@ class TextChunks implements FrameDecoder<string> {
 const encoder = new TextEncoder();
 
 Deno.test("serveStream() disconnects a peer that never reads once its queue passes the limit; others are served", async () => {
-  await using server = serveTimestamp({ port: 0, maxQueueBytes: 256 * 1024 });
+  await using server = await serveTimestamp({ port: 0, maxQueueBytes: 256 * 1024 });
   const slow = await Deno.connect({ hostname: "127.0.0.1", port: portOf(server.addr) });
   await using fast = await Peer.connect(server.addr, new TextChunks());
   const block = new Uint8Array(64 * 1024).fill(0x61);
@@ -51,7 +53,9 @@ Deno.test("serveStream() disconnects a peer that never reads once its queue pass
 
 Deno.test("Server.shutdown() closes every connection and resolves finished", async () => {
   const server = serveStream({ port: 0 }, async (connection) => {
-    for await (const chunk of connection.chunks()) connection.send(chunk.slice());
+    for await (const chunk of receiveFrames(connection, new TimestampChunkDecoder())) {
+      connection.send(chunk);
+    }
   }, {
     farewell: (connection) => connection.send(encoder.encode("bye\n")),
   });
@@ -76,7 +80,9 @@ Deno.test("serveStream() isolates a handler that throws", async () => {
   await using server = serveStream({ port: 0 }, async (connection) => {
     calls++;
     if (calls === 1) throw new Error("boom");
-    for await (const chunk of connection.chunks()) connection.send(chunk.slice());
+    for await (const chunk of receiveFrames(connection, new TimestampChunkDecoder())) {
+      connection.send(chunk);
+    }
   });
   await using first = await Peer.connect(server.addr, new TextChunks());
   await first.closedByServer();

@@ -6,6 +6,7 @@ import { DirectoryClient } from "../clients/eurechat.ts";
 import { connectIm } from "../clients/im.ts";
 import { CrcClient } from "../clients/crc.ts";
 import { EntryProcess, portOf, waitUntil } from "./_helpers.ts";
+import { formatAddr } from "../net/address.ts";
 
 Deno.test("startAll() runs every server at once, each reachable with its client", async () => {
   const dir = await Deno.makeTempDir();
@@ -22,6 +23,7 @@ Deno.test("startAll() runs every server at once, each reachable with its client"
       "timestamp (unix)",
       "eurechat directory",
       "IM conversations",
+      "web client (IM)",
       "CRC node",
       "channel chat",
     ]);
@@ -54,6 +56,8 @@ Deno.test("startAll() runs every server at once, each reachable with its client"
     using ch = await connectChannel("x", "127.0.0.1", portOf(by("channel chat").server.addr));
     await ch.send("/list");
     deepStrictEqual((await ch.messages().next()).value, "");
+    const page = await fetch(`http://${formatAddr(by("web client (IM)").server.addr)}/`);
+    match(await page.text(), /<title>Parley<\/title>/);
   } finally {
     await Promise.all(started.map((s) => s.server.shutdown()));
     await Deno.remove(dir, { recursive: true });
@@ -91,6 +95,12 @@ Deno.test("startAll() prints, for every server, a client command that really tal
   });
   try {
     for (const { name, client } of started) {
+      const page = /^open (http:\/\/\S+) in a browser$/.exec(client);
+      if (page) {
+        // The web client is a page: what the printed address serves is the chat page.
+        match(await (await fetch(page[1])).text(), /<title>Parley<\/title>/, name);
+        continue;
+      }
       const session = SESSIONS[name];
       ok(session, `no session for ${name}`);
       const words = client.replaceAll("NAME", "tester").split(" ");

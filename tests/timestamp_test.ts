@@ -25,7 +25,7 @@ Deno.test("encodeTimestampReply() puts the ctime in brackets before the data", (
 for (const transport of ["tcp", "udp", "unix"] as const) {
   Deno.test(`serveTimestamp() answers over ${transport}`, async () => {
     const path = transport === "unix" ? `${await Deno.makeTempDir()}/ts.sock` : undefined;
-    await using server = serveTimestamp({ transport, port: 0, path, clock: fixed });
+    await using server = await serveTimestamp({ transport, port: 0, path, clock: fixed });
     const port = transport === "unix" ? undefined : portOf(server.addr);
     using client = await connectTimestamp({ transport, port, path });
     deepStrictEqual(await client.request("hello"), "[Tue Nov  7 10:00:00 2017] hello");
@@ -35,7 +35,7 @@ for (const transport of ["tcp", "udp", "unix"] as const) {
 }
 
 Deno.test("runTimestampPrompt() shows '> ', prints replies and stops at an empty line", async () => {
-  await using server = serveTimestamp({ port: 0, clock: fixed });
+  await using server = await serveTimestamp({ port: 0, clock: fixed });
   using client = await connectTimestamp({ port: portOf(server.addr) });
   let screen = "";
   async function* typed() {

@@ -76,7 +76,7 @@ interface ServerEntry {
   admin: number;
   parent?: string;
   alive: boolean;
-  /** Refused by the node it tried to join (duplicate id): it runs alone. */
+  /** Refused by the node it tried to join (duplicate id): it exited 1. */
   refused: boolean;
 }
 
@@ -266,10 +266,21 @@ export async function runScenario(scenario: Scenario): Promise<void> {
         if (parent) {
           args.push("--connect_to_host", "127.0.0.1", "--connect_to_port", String(parent.port));
         }
-        const refused = acceptedIds().has(step.id);
+        const refused = parent !== undefined && acceptedIds().has(step.id);
         const process = EntryProcess.start("servers/crc_node.ts", args, ["--allow-net"]);
         const port = await process.listeningPort();
-        const admin = Number((await process.waitFor(/Admin endpoint on [\d.]+:(\d+)/))[1]);
+        if (refused) {
+          // SPEC 7.2: a node whose id is refused by the node it joins exits 1 with the refusal text.
+          const { code } = await process.exited();
+          deepStrictEqual(code, 1, `${what}: the refused node's exit code`);
+          const text = `A machine has already registered with ID ${step.id}`;
+          if (!process.output.includes(text)) {
+            throw new Error(`${what}: the refused node did not say '${text}':\n${process.output}`);
+          }
+        }
+        const admin = refused
+          ? 0
+          : Number((await process.waitFor(/Admin endpoint on [\d.]+:(\d+)/))[1]);
         servers.set(step.server, {
           label: step.server,
           id: step.id,
@@ -278,21 +289,9 @@ export async function runScenario(scenario: Scenario): Promise<void> {
           port,
           admin,
           parent: step.join,
-          alive: true,
+          alive: !refused,
           refused,
         });
-        if (refused) {
-          const entry = servers.get(step.server)!;
-          await waitUntil(
-            async () => {
-              const state: CrcNodeState =
-                await (await fetch(`http://127.0.0.1:${entry.admin}/state`)).json();
-              return state.statusLog.length > 0;
-            },
-            timeout,
-            `${what}: the refusal status`,
-          );
-        }
       } else if ("client" in step) {
         const server = servers.get(step.at);
         if (!server) throw new Error(`${what}: unknown server ${step.at}`);
