@@ -264,6 +264,8 @@ export const CHANNEL_SERVER_TEXTS = {
   badChannelName: "Channel names must be valid UTF-8 with no control characters.",
   chatTooLong: (bytes: number): string =>
     `Message not sent: with your name it is ${bytes} bytes, and a message is at most ${CHANNEL_FRAME_BYTES}.`,
+  /** Sent before closing a connection that gave no usable name within `--register-timeout`. */
+  nameTimeout: (seconds: number): string => `No name received within ${seconds} seconds: closing.`,
   /** The last frame of a `/list` reply that was cut to fit the asker's send queue. */
   listCapped: (more: number): string =>
     `...and ${more} more channels (the list is cut to fit your send queue)`,

@@ -405,4 +405,5 @@ export const IM_TEXTS = {
   conversationsCut: (shown: number, total: number): string =>
     `CONVERSATIONS lists ${shown} of ${total} conversations: the rest do not fit in one reply`,
   shuttingDown: "server shutting down",
+  registerTimeout: (seconds: number): string => `no REGISTER within ${seconds} seconds`,
 } as const;

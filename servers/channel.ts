@@ -48,7 +48,13 @@ import {
 import { isSafeName } from "../protocols/names.ts";
 import { type Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
 import { formatAddr } from "../net/address.ts";
-import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
+import {
+  type Server,
+  type ServerLimits,
+  serveStream,
+  type TlsCertificate,
+} from "../net/serve.ts";
+import { DEFAULT_REGISTER_TIMEOUT_MS, receiveFrames } from "../net/framing.ts";
 import {
   type CommandSpec,
   portValue,
@@ -62,8 +68,13 @@ import { runServer } from "../cli/run_server.ts";
 import { ChannelCluster } from "./_channel_cluster.ts";
 import { CLUSTER_FLAGS, clusterValues, NO_CONNECTION } from "./_cluster.ts";
 
-/** Options of {@link serveChannel}. */
-export interface ChannelServerOptions {
+/**
+ * Options of {@link serveChannel}. The shared limits ({@link ServerLimits}:
+ * `--max-per-ip`, `--exempt`, `--max-connections`, `--frame-timeout`,
+ * `--register-timeout`) apply as in every server; registering is sending a
+ * name that is accepted.
+ */
+export interface ChannelServerOptions extends ServerLimits {
   /** Address to listen on; default `127.0.0.1`. */
   hostname?: string;
   /** Port; default 55555, 0 picks a free one. */
@@ -186,6 +197,7 @@ export function serveChannel(options: ChannelServerOptions = {}): ChannelServer 
   const rooms = new ChannelRooms();
   const maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
   const maxListFrames = Math.floor(maxQueueBytes / 4 / CHANNEL_FRAME_BYTES);
+  const registerTimeoutMs = options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS;
 
   /** A reply to one client; replies that quote what it typed are cut to fit, never refused. */
   const sendText = (member: ChannelMember, text: string) =>
@@ -280,16 +292,11 @@ export function serveChannel(options: ChannelServerOptions = {}): ChannelServer 
       tls: options.tls,
     },
     async (connection) => {
-      const decoder = new ChannelDecoder();
       let member: ChannelMember | undefined;
       try {
-        for await (const chunk of connection.chunks()) {
-          for (const text of decoder.decode(chunk)) {
-            if (member) handle(member, text);
-            else member = identify(connection, text);
-            if (connection.closed) break;
-          }
-          if (connection.closed) break;
+        for await (const text of receiveFrames(connection, new ChannelDecoder())) {
+          if (member) handle(member, text);
+          else if ((member = identify(connection, text))) connection.registered();
         }
       } finally {
         if (member) {
@@ -298,7 +305,16 @@ export function serveChannel(options: ChannelServerOptions = {}): ChannelServer 
         }
       }
     },
-    { logger, maxQueueBytes },
+    {
+      ...options,
+      logger,
+      maxQueueBytes,
+      registerTimeoutMs,
+      // Any 200-byte frame is a message the client shows: refusals and time-outs are one frame.
+      refuse: (text) => encodeChannelReply(text),
+      onRegisterTimeout: () =>
+        encodeChannelReply(CHANNEL_SERVER_TEXTS.nameTimeout(registerTimeoutMs / 1000)),
+    },
   );
   logger.info("Listening on {addr}", { addr: formatAddr(server.addr) });
   const channels = () => rooms.names();

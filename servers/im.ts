@@ -34,11 +34,16 @@ import {
   type ImServerMessage,
   parseImLine,
 } from "../protocols/im.ts";
-import { isFrameError } from "../protocols/errors.ts";
 import { utf8Length } from "../protocols/names.ts";
 import { type Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
 import { formatAddr } from "../net/address.ts";
-import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
+import {
+  type Server,
+  type ServerLimits,
+  serveStream,
+  type TlsCertificate,
+} from "../net/serve.ts";
+import { DEFAULT_REGISTER_TIMEOUT_MS, receiveFrames } from "../net/framing.ts";
 import {
   type CommandSpec,
   intValue,
@@ -51,8 +56,13 @@ import {
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
 
-/** Options of {@link serveIm}. */
-export interface ImServerOptions {
+/**
+ * Options of {@link serveIm}. The shared limits ({@link ServerLimits}:
+ * `--max-per-ip`, `--exempt`, `--max-connections`, `--frame-timeout`,
+ * `--register-timeout`) apply as in every server; registering is a REGISTER
+ * that is accepted.
+ */
+export interface ImServerOptions extends ServerLimits {
   /** Address to listen on; default `127.0.0.1`. */
   hostname?: string;
   /** Port; default 6666, 0 picks a free one. */
@@ -379,6 +389,7 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
   const rooms = new ImRooms(options);
   const maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
   const maxReplyBytes = options.maxReplyBytes ?? IM_CLIENT_MAX_LINE_BYTES;
+  const registerTimeoutMs = options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS;
   const presence = new PresencePusher(
     rooms,
     options.presenceCoalesceMs ?? IM_PRESENCE_COALESCE_MS,
@@ -488,34 +499,21 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
       const decoder = new ImLineDecoder({ maxLineBytes: options.maxLineBytes });
       let user: ImUser | undefined;
       try {
-        for await (const chunk of connection.chunks()) {
-          let lines: string[];
+        for await (const line of receiveFrames(connection, decoder)) {
+          let message;
           try {
-            lines = decoder.decode(chunk);
+            message = parseImLine(line);
           } catch (e) {
-            if (!isFrameError(e)) throw e;
+            if (!(e instanceof ImMessageError)) throw e;
             error(connection, e.message);
-            await connection.end();
-            return;
+            continue;
           }
-          for (const line of lines) {
-            let message;
-            try {
-              message = parseImLine(line);
-            } catch (e) {
-              if (!(e instanceof ImMessageError)) throw e;
-              error(connection, e.message);
-              continue;
-            }
-            if (!user) {
-              if (message.command === "REGISTER") {
-                user = register(connection, message.username, message.status);
-              } else error(connection, IM_TEXTS.registerFirst);
-            } else if (!act(user, message)) {
-              await connection.end();
-              return;
-            }
-            if (connection.closed) return;
+          if (user) {
+            if (!act(user, message)) break; // GOODBYE: serveStream ends the connection
+          } else if (message.command !== "REGISTER") {
+            error(connection, IM_TEXTS.registerFirst);
+          } else if ((user = register(connection, message.username, message.status))) {
+            connection.registered();
           }
         }
       } finally {
@@ -523,9 +521,15 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
       }
     },
     {
+      ...options,
       logger,
       maxQueueBytes,
+      registerTimeoutMs,
       farewell: (connection) => error(connection, IM_TEXTS.shuttingDown),
+      refuse: (text) => encodeIm({ command: "ERROR", text }),
+      onFrameError: (e) => encodeIm({ command: "ERROR", text: e.message }),
+      onRegisterTimeout: () =>
+        encodeIm({ command: "ERROR", text: IM_TEXTS.registerTimeout(registerTimeoutMs / 1000) }),
     },
   );
 

@@ -17,7 +17,7 @@ import {
   connectChannel,
   runChannelSession,
 } from "../clients/channel.ts";
-import { EntryProcess, Peer, portOf } from "./_helpers.ts";
+import { EntryProcess, Peer, portOf, waitUntil } from "./_helpers.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 const frame = encodeChannelFrame;
@@ -341,6 +341,8 @@ Deno.test("runChannelSession() overwrites the prompt with each message and refus
     lines: lines(),
     screen: { write: (t) => screen += t },
   });
+  // Kay joins once Alice's /create is done (they race otherwise).
+  await waitUntil(() => server.channels().includes("tas"), 3000, "Alice's channel");
   await other.write(frame("/join tas"));
   await other.write(frame("Hi!"));
   const deadline = Date.now() + 3000;

@@ -194,3 +194,33 @@ Deno.test("serveChannel() caps a /list that would not fit the send queue, says s
     for (const conn of squatters) conn.close();
   }
 });
+
+Deno.test("serveChannel() --register-timeout closes a connection that gives no name; --frame-timeout closes a slowloris; named idle clients stay", async () => {
+  await using server = serveChannel({ port: 0, registerTimeoutMs: 300, frameTimeoutMs: 300 });
+  await using named = await client(server, "Named");
+  await named.write(frame("/create home"));
+  deepStrictEqual(await list(named), "home");
+  // Says nothing at all; keeps giving unusable names: closed with one line either way.
+  await using silent = await Peer.connect(server.addr, new ChannelDecoder());
+  await using refused = await Peer.connect(server.addr, new ChannelDecoder());
+  await refused.write(frame("bad\x07"));
+  deepStrictEqual(await refused.next(), CHANNEL_SERVER_TEXTS.badName);
+  deepStrictEqual(await silent.next(2000), CHANNEL_SERVER_TEXTS.nameTimeout(0.3));
+  await silent.closedByServer(2000);
+  deepStrictEqual(await refused.next(2000), CHANNEL_SERVER_TEXTS.nameTimeout(0.3));
+  await refused.closedByServer(2000);
+  // A named client that sends a frame one byte at a time is closed before the frame completes.
+  await using slow = await client(server, "Slow");
+  await slow.write(frame("/join home"));
+  deepStrictEqual(await named.next(), "Slow has joined");
+  const partial = frame("never finished");
+  let sent = 0;
+  while (!slow.ended && sent < partial.length) {
+    await slow.write(partial.subarray(sent, ++sent)).catch(() => {});
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  ok(slow.ended && sent < partial.length, `slowloris still connected after ${sent} bytes`);
+  deepStrictEqual(await named.next(), "Slow has left");
+  // The named client sat idle through all of it and is still served.
+  deepStrictEqual(await list(named), "home");
+});

@@ -342,3 +342,35 @@ Deno.test("IM limits: the biggest ONLINE_USERS at the default caps fits the clie
   const line = encodeIm({ command: "ONLINE_USERS", users });
   ok(line.length - 1 <= IM_CLIENT_MAX_LINE_BYTES, `${line.length} bytes`);
 });
+
+Deno.test("serveIm() --register-timeout closes a connection that never registers; --frame-timeout closes a slowloris; registered idle users stay", async () => {
+  await using server = serveIm({
+    port: 0,
+    presenceIntervalMs: 0,
+    registerTimeoutMs: 300,
+    frameTimeoutMs: 300,
+  });
+  await using idle = await register(server, "idle");
+  await using silent = await connect(server);
+  await using refused = await connect(server);
+  await refused.send({ command: "REGISTER", username: "bad\x07", status: "" });
+  await refused.expect(error(IM_TEXTS.badUsername));
+  await silent.expect(error(IM_TEXTS.registerTimeout(0.3)));
+  await silent.closedByServer(2000);
+  await refused.expect(error(IM_TEXTS.registerTimeout(0.3)));
+  await refused.closedByServer(2000);
+  // A registered user sending a line one byte at a time is closed before the line completes.
+  const slow = await register(server, "slow");
+  const partial = encodeIm({ command: "STATUS", status: "x".repeat(40) });
+  let sent = 0;
+  while (!slow.ended && sent < partial.length - 1) {
+    await slow.write(partial.subarray(sent, ++sent)).catch(() => {});
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  ok(slow.ended && sent < partial.length - 1, `slowloris still connected after ${sent} bytes`);
+  await slow.close();
+  await waitUntil(() => !("slow" in server.onlineUsers()), 2000, "slow to go offline");
+  // The idle user sat through it and is still served.
+  await idle.send({ command: "LIST_CONVERSATIONS" });
+  deepStrictEqual(await nextNonPresence(idle), { command: "CONVERSATIONS", conversations: {} });
+});
