@@ -48,12 +48,7 @@ import {
 import { isSafeName } from "../protocols/names.ts";
 import { type Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
 import { formatAddr } from "../net/address.ts";
-import {
-  type Server,
-  type ServerLimits,
-  serveStream,
-  type TlsCertificate,
-} from "../net/serve.ts";
+import { type Server, type ServerLimits, serveStream, type TlsCertificate } from "../net/serve.ts";
 import { DEFAULT_REGISTER_TIMEOUT_MS, receiveFrames } from "../net/framing.ts";
 import {
   type CommandSpec,

@@ -37,12 +37,7 @@ import {
 import { utf8Length } from "../protocols/names.ts";
 import { type Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
 import { formatAddr } from "../net/address.ts";
-import {
-  type Server,
-  type ServerLimits,
-  serveStream,
-  type TlsCertificate,
-} from "../net/serve.ts";
+import { type Server, type ServerLimits, serveStream, type TlsCertificate } from "../net/serve.ts";
 import { DEFAULT_REGISTER_TIMEOUT_MS, receiveFrames } from "../net/framing.ts";
 import {
   type CommandSpec,
@@ -55,6 +50,8 @@ import {
   TLS_SERVER_FLAGS,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
+import { CLUSTER_FLAGS, clusterValues, NO_CONNECTION } from "./_cluster.ts";
+import { ImCluster } from "./_im_cluster.ts";
 
 /**
  * Options of {@link serveIm}. The shared limits ({@link ServerLimits}:
@@ -83,7 +80,17 @@ export interface ImServerOptions extends ServerLimits {
   maxConversations?: number;
   /** Speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
   tls?: TlsCertificate;
+  /** NATS URLs: join the cluster of instances that share them (SPEC.md 8.2). */
+  nats?: string[];
+  /** A cluster peer silent this long has lost its users, ms (default 5 s). */
+  clusterTimeoutMs?: number;
 }
+
+/** Where a user's lines go: its connection, or {@link MIRROR} for a peer instance's user. */
+export type ImLink = Pick<Connection, "send" | "end" | "drain">;
+
+/** The link of a user mirrored from a peer instance (SPEC.md 8.2): its own instance delivers. */
+const MIRROR: ImLink = { ...NO_CONNECTION, drain: () => Promise.resolve() };
 
 /** One registered user. */
 export interface ImUser {
@@ -91,8 +98,8 @@ export interface ImUser {
   readonly name: string;
   /** Its status (checked: {@link isStatus}). */
   status: string;
-  /** Where its lines go. */
-  readonly connection: Connection;
+  /** Where its lines go ({@link MIRROR} for a peer instance's user). */
+  readonly connection: ImLink;
   /** Conversations it is a member of (at most `maxConversations`). */
   readonly conversations: Set<ImConversation>;
   /** Conversations it was invited to and that still exist. */
@@ -127,15 +134,24 @@ export class ImRooms {
   #nextId = 1;
   #maxUsers: number;
   #maxConversations: number;
+  #takeId: () => number | undefined;
 
-  /** Makes an empty state with the given caps. */
-  constructor(limits: { maxUsers?: number; maxConversations?: number } = {}) {
+  /**
+   * Makes an empty state with the given caps. `takeId` hands out conversation
+   * ids (a cluster's, unique everywhere); without it, or when it gives
+   * undefined, they count from 1.
+   */
+  constructor(
+    limits: { maxUsers?: number; maxConversations?: number; takeId?: () => number | undefined } =
+      {},
+  ) {
     this.#maxUsers = limits.maxUsers ?? IM_MAX_USERS;
     this.#maxConversations = limits.maxConversations ?? IM_MAX_CONVERSATIONS;
+    this.#takeId = limits.takeId ?? (() => undefined);
   }
 
   /** Adds a user, or returns why not (name taken, server full). */
-  register(connection: Connection, name: string, status: string): ImUser | string {
+  register(connection: ImLink, name: string, status: string): ImUser | string {
     if (this.users.has(name)) return IM_TEXTS.nameTaken(name);
     if (this.users.size >= this.#maxUsers) return IM_TEXTS.serverFull(this.#maxUsers);
     const user: ImUser = {
@@ -174,7 +190,7 @@ export class ImRooms {
       return IM_TEXTS.tooManyConversations(this.#maxConversations);
     }
     const conversation: ImConversation = {
-      id: this.#nextId++,
+      id: this.#takeId() ?? this.#nextId++,
       invited: new Set([inviter]),
       members: new Set([inviter]),
     };
@@ -209,6 +225,31 @@ export class ImRooms {
     conversation.members.add(user);
     user.conversations.add(conversation);
     return undefined;
+  }
+
+  /**
+   * Makes `user` a member of conversation `id` (created if missing) with the
+   * online users among `invited` invited: a peer instance's state arriving.
+   */
+  restore(user: ImUser, id: number, invited: readonly string[]): void {
+    let conversation = this.conversations.get(id);
+    if (!conversation) {
+      conversation = { id, invited: new Set(), members: new Set() };
+      this.conversations.set(id, conversation);
+    }
+    for (const name of invited) {
+      const invitee = this.users.get(name);
+      if (!invitee) continue;
+      conversation.invited.add(invitee);
+      invitee.invitations.add(conversation);
+    }
+    conversation.members.add(user);
+    user.conversations.add(conversation);
+  }
+
+  /** Names of the users invited to conversation `id`. */
+  invitedNames(id: number): string[] {
+    return [...this.conversations.get(id)?.invited ?? []].map((u) => u.name);
   }
 
   /** The conversation `id` if `user` is a member of it, or the ERROR text. */
@@ -309,7 +350,9 @@ class PresencePusher {
     if (this.#rooms.users.size === 0) return;
     const frame = this.#current();
     for (const user of this.#rooms.users.values()) {
-      if (user.presenceSeen < frame.version && !user.presenceQueued) this.#sendTo(user, frame);
+      if (user.presenceSeen < frame.version && !user.presenceQueued && user.connection !== MIRROR) {
+        this.#sendTo(user, frame);
+      }
     }
   }
 
@@ -373,6 +416,8 @@ export interface ImServer extends Server {
   onlineUsers(): Record<string, string>;
   /** Conversations by id, with their members. */
   conversations(): Record<string, string[]>;
+  /** Ids of the cluster peers heard within the timeout (empty without `--nats`). */
+  clusterPeers(): string[];
 }
 
 /**
@@ -386,7 +431,8 @@ export interface ImServer extends Server {
  * ```
  */
 export function serveIm(options: ImServerOptions = {}): ImServer {
-  const rooms = new ImRooms(options);
+  let cluster: ImCluster<ImUser> | undefined;
+  const rooms = new ImRooms({ ...options, takeId: () => cluster?.takeId() });
   const maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
   const maxReplyBytes = options.maxReplyBytes ?? IM_CLIENT_MAX_LINE_BYTES;
   const registerTimeoutMs = options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS;
@@ -396,7 +442,7 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
     maxReplyBytes,
   );
 
-  const error = (connection: Connection, text: string) =>
+  const error = (connection: Pick<Connection, "send">, text: string) =>
     connection.send(encodeIm({ command: "ERROR", text }));
 
   /** CONVERSATIONS, cut to the reply limit and a quarter of the queue; an ERROR says so. */
@@ -422,7 +468,12 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
   };
 
   /** REGISTER from a connection with no user yet: the new user, or undefined if refused. */
-  const register = (connection: Connection, username: string, status: string) => {
+  const register = async (connection: Connection, username: string, status: string) => {
+    // In a cluster the name is claimed from every instance first.
+    if (cluster && !rooms.users.has(username) && !(await cluster.claimName(username))) {
+      error(connection, IM_TEXTS.nameTaken(username));
+      return undefined;
+    }
     const user = rooms.register(connection, username, status);
     if (typeof user === "string") {
       error(connection, user);
@@ -434,6 +485,7 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
     });
     presence.changed();
     presence.welcome(user);
+    cluster?.registered(user.name, user.status);
     return user;
   };
 
@@ -509,15 +561,21 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
             continue;
           }
           if (user) {
-            if (!act(user, message)) break; // GOODBYE: serveStream ends the connection
+            await cluster?.before(message as ImClientMessage);
+            const open = act(user, message);
+            cluster?.after(user.name, message as ImClientMessage);
+            if (!open) break; // GOODBYE: serveStream ends the connection
           } else if (message.command !== "REGISTER") {
             error(connection, IM_TEXTS.registerFirst);
-          } else if ((user = register(connection, message.username, message.status))) {
+          } else if ((user = await register(connection, message.username, message.status))) {
             connection.registered();
           }
         }
       } finally {
-        if (user) goOffline(user);
+        if (user) {
+          goOffline(user);
+          cluster?.offline(user.name);
+        }
       }
     },
     {
@@ -533,12 +591,16 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
     },
   );
 
+  if (options.nats) {
+    cluster = joinCluster(options, rooms, { act, goOffline, presence, error });
+  }
   const interval = options.presenceIntervalMs ?? 10_000;
   const timer = interval > 0 ? setInterval(() => presence.everyone(), interval) : undefined;
   const shutdown = async () => {
     clearInterval(timer);
     presence.stop();
     await server.shutdown();
+    await cluster?.close();
   };
   logger.info("Listening on {addr}", { addr: formatAddr(server.addr) });
   return {
@@ -548,7 +610,52 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
     [Symbol.asyncDispose]: shutdown,
     onlineUsers: () => rooms.onlineUsers(),
     conversations: () => rooms.listConversations(),
+    clusterPeers: () => cluster?.link.peers() ?? [],
   };
+}
+
+/** The IM server's hooks for its cluster (SPEC.md 8.2): peers' users are mirrored in `rooms`. */
+function joinCluster(
+  options: ImServerOptions,
+  rooms: ImRooms,
+  server: {
+    act: (user: ImUser, message: ImClientMessage) => boolean;
+    goOffline: (user: ImUser) => void;
+    presence: PresencePusher;
+    error: (connection: Pick<Connection, "send">, text: string) => void;
+  },
+): ImCluster<ImUser> {
+  return new ImCluster<ImUser>(
+    { servers: options.nats!, timeoutMs: options.clusterTimeoutMs ?? 5000, logger },
+    {
+      addRemote: (name, status) => {
+        const user = rooms.register(MIRROR, name, status);
+        if (typeof user === "string") return undefined;
+        server.presence.changed();
+        return user;
+      },
+      removeRemote: server.goOffline,
+      act: (user, message) => void server.act(user, message),
+      restore: (user, id, invited) => rooms.restore(user, id, invited),
+      memberships: (user) => [...user.conversations].map((c) => c.id),
+      evict: (name) => {
+        const user = rooms.users.get(name);
+        if (!user || user.connection === MIRROR) return;
+        server.error(user.connection, IM_TEXTS.nameTaken(name));
+        server.goOffline(user);
+        void user.connection.end();
+      },
+      hasUser: (name) => rooms.users.has(name),
+      hasConversation: (id) => rooms.conversations.has(id),
+      invited: (id) => rooms.invitedNames(id),
+      localUsers: () =>
+        [...rooms.users.values()].filter((u) => u.connection !== MIRROR).map((u) => [
+          u.name,
+          u.status,
+          [...u.conversations].map((c): [number, string[]] => [c.id, rooms.invitedNames(c.id)]),
+        ]),
+    },
+  );
 }
 
 /** The command-line interface of `servers/im.ts`. */
@@ -596,6 +703,7 @@ export const IM_COMMAND: CommandSpec = {
         "conversations one user may be a member of; an INVITE or JOIN past it is an ERROR",
     },
     ...TLS_SERVER_FLAGS,
+    ...CLUSTER_FLAGS,
     ...SERVER_FLAGS,
   },
 };
@@ -611,6 +719,7 @@ export async function main(args: readonly string[]): Promise<void> {
       maxLineBytes: intValue(values["max-line"], "max-line", 16),
       maxUsers: intValue(values["max-users"], "max-users", 1),
       maxConversations: intValue(values["max-conversations"], "max-conversations", 1),
+      ...clusterValues(values),
     };
     await runServer(values, logger, () => serveIm(options));
   });
