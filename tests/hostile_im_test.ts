@@ -303,7 +303,7 @@ Deno.test("serveIm() coalesces presence: 300 registrations within moments reach 
 
 Deno.test("serveIm() --max-users: a REGISTER past the cap is an ERROR and may try again later", async () => {
   await using server = serveIm({ port: 0, presenceIntervalMs: 0, maxUsers: 2 });
-  await using a = await register(server, "a");
+  await using _a = await register(server, "a");
   const b = await register(server, "b");
   await using c = await connect(server);
   await c.send({ command: "REGISTER", username: "c", status: "on" });
