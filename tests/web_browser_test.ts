@@ -174,8 +174,8 @@ Deno.test({
     );
 
     // alice invites both; bob accepts on the page, carol from the terminal.
-    await alice.page.click("#pick-bob");
-    await alice.page.click("#pick-carol");
+    await (await alice.page.waitForSelector("#pick-bob", WAIT))!.click();
+    await (await alice.page.waitForSelector("#pick-carol", WAIT))!.click();
     await alice.page.click("#invite-button");
     await alice.page.waitForSelector("#message-1", WAIT);
     const accept = await bob.page.waitForSelector(
@@ -264,7 +264,7 @@ Deno.test({
       await using browser = await launchBrowser();
       const alice = await signIn(browser, url, "alice", "working");
       const bob = await signIn(browser, url, "bob");
-      await alice.page.click("#pick-bob");
+      await (await alice.page.waitForSelector("#pick-bob", WAIT))!.click();
       await alice.page.click("#invite-button");
       await (await bob.page.waitForSelector(".invitations button", WAIT))!.click();
       await bob.page.waitForSelector("#message-1", WAIT);
@@ -289,7 +289,7 @@ Deno.test({
       );
       deepStrictEqual(await messages(alice.page, "1-ended1"), ["bob: before the restart"]);
       // A new conversation works as before.
-      await alice.page.click("#pick-bob");
+      await (await alice.page.waitForSelector("#pick-bob", WAIT))!.click();
       await alice.page.click("#invite-button");
       await (await bob.page.waitForSelector(".invitations button", WAIT))!.click();
       await bob.page.waitForSelector("#tab-1[aria-selected='true']", WAIT);
@@ -369,7 +369,7 @@ Deno.test({
     deepStrictEqual(await waitForMessages(bob.page, 1, 1), ["alice: typed with keys"]);
 
     // bob starts a second conversation; alice accepts it with the keyboard.
-    await bob.page.click("#pick-alice");
+    await (await bob.page.waitForSelector("#pick-alice", WAIT))!.click();
     await bob.page.click("#invite-button");
     const accept = await page.waitForSelector(
       'button[aria-label="Accept bob\'s invitation to conversation 2"]',
