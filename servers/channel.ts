@@ -112,6 +112,11 @@ export interface Channel {
 export class ChannelRooms {
   #channels = new Map<string, Channel>();
 
+  /** True when a channel called `name` exists. */
+  has(name: string): boolean {
+    return this.#channels.has(name);
+  }
+
   /** The channel called `name`, if it exists. */
   get(name: string): Channel | undefined {
     return this.#channels.get(name);
@@ -290,8 +295,11 @@ export function serveChannel(options: ChannelServerOptions = {}): ChannelServer 
       let member: ChannelMember | undefined;
       try {
         for await (const text of receiveFrames(connection, new ChannelDecoder())) {
-          if (member) handle(member, text);
-          else if ((member = identify(connection, text))) connection.registered();
+          if (member) {
+            // In a cluster, /create, /list and a /join of an unknown channel first hear from every peer.
+            if (cluster && text.startsWith("/")) await cluster.settle(text, rooms);
+            handle(member, text);
+          } else if ((member = identify(connection, text))) connection.registered();
         }
       } finally {
         if (member) {
