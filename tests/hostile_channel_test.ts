@@ -137,6 +137,14 @@ Deno.test("serveChannel() under a /create flood: channels die with their last me
     if (pings > 10_000) break;
   }
   await within(flood, 30_000, "the flood to be written");
+  // The reply to a failed /join after the flood proves every /create before it was handled.
+  await attacker.write(frame("/join nowhere"));
+  const reply = new Uint8Array(CHANNEL_FRAME_BYTES);
+  for (let got = 0; got < reply.length;) {
+    const n = await within(attacker.read(reply.subarray(got)), 10_000, "the attacker's reply");
+    ok(n !== null, "the attacker was closed");
+    got += n;
+  }
   // The attacker's last /create is the only channel it holds; every earlier one died with it.
   const expected = `home\nspam-${ATTEMPTS - 1}`;
   await victim.write(frame("/list"));
