@@ -278,6 +278,8 @@ Deno.test({
       await waitForText(alice.page, "#connection", "Connection lost");
       await waitForText(alice.page, "#history-1-ended1", "this conversation has ended");
       ok(await alice.page.$eval("#message-1-ended1", (e) => (e as any).disabled));
+      // The IM server stays away past the first retry (the bridge cannot reach it): retries go on.
+      await waitForText(alice.page, "#connection", "Reconnecting in 1 s");
       im = serveIm({ port: imPort, presenceIntervalMs: 0 });
       await waitForText(alice.page, "#connection", "Reconnected as alice.");
       await waitForText(bob.page, "#connection", "Reconnected as bob.");
