@@ -86,9 +86,23 @@ function notify(text) {
   ui.notice.textContent = text;
 }
 
-/** @param {string} line */
+/** The bridge's default `--max-message`: a longer line would close the socket. */
+const MAX_LINE_BYTES = 64 * 1024;
+const utf8 = new TextEncoder();
+
+/**
+ * Sends one line; false (and a notice) when it is too long to send.
+ * @param {string} line
+ * @returns {boolean}
+ */
 function send(line) {
+  const bytes = utf8.encode(line).length;
+  if (bytes > MAX_LINE_BYTES) {
+    notify(`That is too long to send (${bytes} bytes; at most ${MAX_LINE_BYTES}).`);
+    return false;
+  }
   if (socket?.readyState === WebSocket.OPEN) socket.send(line);
+  return true;
 }
 
 function connect() {
@@ -140,6 +154,14 @@ function lost(reason) {
   retryMs = Math.min(retryMs * 2, 5000);
 }
 
+/**
+ * True for an error that says nothing about the name: the IM server or the connection failed.
+ * @param {string} text
+ */
+function isPassing(text) {
+  return /reach|closed|timed out|shutting down|too many|full|connection/i.test(text);
+}
+
 /** @param {import("./model.js").Effect} effect */
 function apply(effect) {
   switch (effect.type) {
@@ -147,9 +169,12 @@ function apply(effect) {
       signedIn();
       break;
     case "sign-in-refused":
-      // The name is taken (or not valid). While reconnecting, someone took ours while we were
-      // away. Either way the user picks a name; the socket stays open for the next REGISTER, and
-      // if the server hangs up meanwhile the next "Sign in" opens a new one.
+      // While reconnecting, a passing failure (the IM server not back yet) is followed by the
+      // socket closing, and the retries go on. Otherwise the name is taken or not valid (while
+      // reconnecting: someone took ours while we were away): the user picks one; the socket
+      // stays open for the next REGISTER, and if the server hangs up meanwhile the next
+      // "Sign in" opens a new one.
+      if (reconnecting && isPassing(effect.text)) break;
       reconnecting = false;
       wanted = false;
       showSignIn(effect.text);
@@ -198,7 +223,8 @@ function signedIn() {
   setComposersEnabled(true);
   renderAll();
   if (!ui.chat.contains(document.activeElement)) {
-    /** @type {HTMLElement | null} */ (ui.people.querySelector("input"))?.focus();
+    // The first person to pick, or (nobody else online yet) the status field.
+    /** @type {HTMLElement} */ (ui.people.querySelector("input") ?? ui.statusInput).focus();
   }
 }
 
@@ -210,7 +236,7 @@ function showSignIn(error = "") {
   ui.signIn.hidden = false;
   ui.signInButton.disabled = false;
   // A refused name: pick another. The server or the connection: try again.
-  const retry = /reach|closed|timed out|shutting down|too many|full|connection/i.test(error);
+  const retry = isPassing(error);
   const text = visible(error).replace(/\.$/, "");
   ui.signInError.textContent = error
     ? `${text}. ${retry ? "Try again in a moment." : "Pick another name."}`
@@ -493,7 +519,6 @@ function panelOf(id) {
   const input = el("textarea", {
     id: `message-${id}`,
     rows: "1",
-    maxlength: "16000",
     placeholder: "Write a message",
     "aria-label": `Message to conversation ${label}`,
     autocomplete: "off",
@@ -507,8 +532,7 @@ function panelOf(id) {
     event.preventDefault();
     const text = textarea.value;
     if (text.trim() === "" || model.conversations.get(id)?.ended) return;
-    send(encodeLine("SEND_MESSAGE", [Number(id), text]));
-    textarea.value = "";
+    if (send(encodeLine("SEND_MESSAGE", [Number(id), text]))) textarea.value = "";
   });
   textarea.addEventListener("keydown", (event) => {
     // Enter sends, Shift+Enter makes a new line.
