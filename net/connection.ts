@@ -71,7 +71,10 @@ export class Connection {
    * frame now being received arrived (-1 while no partial frame is held)...
    */
   frameStartedAt = -1;
-  /** ...when the last complete message arrived (or the connection opened)... */
+  /**
+   * ...when the server last finished handling a complete message (or the
+   * connection opened; Infinity while it is handling one)...
+   */
   lastMessageAt: number = performance.now();
   /** ...and the time by which it must register (Infinity once registered, or without a limit). */
   registerBy = Infinity;
