@@ -223,7 +223,9 @@ class NodeShell {
   #nextId = 0;
   #limits: Limits;
   #maxContent?: number;
-  #stallTimer: ReturnType<typeof setInterval>;
+  /** Runs only while a server link has bytes queued or a client is backed up. */
+  #stallTimer?: ReturnType<typeof setInterval>;
+  #stallEvery: number;
   #stopping = false;
   #probe?: Promise<void>;
   #probeArmedAt = 0;
@@ -234,8 +236,7 @@ class NodeShell {
     this.#limits = limits;
     this.#maxContent = maxContent;
     this.router = router(this);
-    const every = Math.max(10, Math.min(CLIENT_STALL_MS / 4, limits.linkStallTimeoutMs / 4));
-    this.#stallTimer = setInterval(() => this.#checkStalls(), every);
+    this.#stallEvery = Math.max(10, Math.min(CLIENT_STALL_MS / 4, limits.linkStallTimeoutMs / 4));
   }
 
   /** Queues a frame (the router's output). */
@@ -250,6 +251,7 @@ class NodeShell {
     const c = link.connection;
     c.send(bytes);
     if (link.server) {
+      this.#watchStalls();
       if (c.queuedBytes > this.#limits.linkHighWaterBytes && this.servers.add(link)) {
         logger.info("Server link {peer} is backed up: pausing reads from clients", {
           peer: formatAddr(c.remoteAddr),
@@ -259,7 +261,13 @@ class NodeShell {
       c.queuedBytes > this.#limits.maxQueueBytes / 2 && !link.reserved && !link.stuck && !c.closed
     ) {
       this.clients.add(link);
+      this.#watchStalls();
     }
+  }
+
+  #watchStalls(): void {
+    if (this.#stallTimer !== undefined || this.#stopping) return;
+    this.#stallTimer = setInterval(() => this.#checkStalls(), this.#stallEvery);
   }
 
   /** The welcome's client list may exceed the normal queue limit by its size. */
@@ -303,9 +311,12 @@ class NodeShell {
 
   #checkStalls(): void {
     const now = performance.now();
+    let pending = this.clients.links.size > 0;
     for (const link of this.#serverLinks) {
       const c = link.connection;
-      if (c.queuedBytes === 0 || now - c.lastProgress < this.#limits.linkStallTimeoutMs) continue;
+      if (c.queuedBytes === 0) continue;
+      pending = true;
+      if (now - c.lastProgress < this.#limits.linkStallTimeoutMs) continue;
       logger.warning("Dropping server link {peer}: no progress for {seconds} s", {
         peer: formatAddr(c.remoteAddr),
         seconds: this.#limits.linkStallTimeoutMs / 1000,
@@ -316,6 +327,11 @@ class NodeShell {
       if (now - link.connection.lastProgress < CLIENT_STALL_MS) continue;
       link.stuck = true;
       this.clients.delete(link);
+    }
+    if (!pending) {
+      clearInterval(this.#stallTimer);
+      this.#stallTimer = undefined;
+      this.#stallTimer = undefined;
     }
   }
 
@@ -427,6 +443,7 @@ class NodeShell {
   stop(): void {
     this.#stopping = true;
     clearInterval(this.#stallTimer);
+    this.#stallTimer = undefined;
     this.servers.release();
     this.clients.release();
   }
