@@ -149,6 +149,8 @@ interface Link {
   reserved: boolean;
   /** A client link that stopped making progress: not waited for until it drains. */
   stuck: boolean;
+  /** When the stall check first saw its queue non-empty (or backed up). */
+  pendingSince?: number;
 }
 
 type Limits = Required<
@@ -290,7 +292,7 @@ class NodeShell {
     if (queued < this.#limits.linkHighWaterBytes / 2) this.#unblockServer(link);
     if (queued < this.#limits.maxQueueBytes / 4) {
       link.stuck = false;
-      this.clients.delete(link);
+      if (this.clients.delete(link) || !link.server) link.pendingSince = undefined;
     }
   }
 
@@ -314,9 +316,15 @@ class NodeShell {
     let pending = this.clients.links.size > 0;
     for (const link of this.#serverLinks) {
       const c = link.connection;
-      if (c.queuedBytes === 0) continue;
+      if (c.queuedBytes === 0) {
+        link.pendingSince = undefined;
+        continue;
+      }
       pending = true;
-      if (now - c.lastProgress < this.#limits.linkStallTimeoutMs) continue;
+      link.pendingSince ??= now;
+      if (now - Math.max(c.lastProgress, link.pendingSince) < this.#limits.linkStallTimeoutMs) {
+        continue;
+      }
       logger.warning("Dropping server link {peer}: no progress for {seconds} s", {
         peer: formatAddr(c.remoteAddr),
         seconds: this.#limits.linkStallTimeoutMs / 1000,
@@ -324,7 +332,10 @@ class NodeShell {
       c.close();
     }
     for (const link of this.clients.links) {
-      if (now - link.connection.lastProgress < CLIENT_STALL_MS) continue;
+      link.pendingSince ??= now;
+      if (now - Math.max(link.connection.lastProgress, link.pendingSince) < CLIENT_STALL_MS) {
+        continue;
+      }
       link.stuck = true;
       this.clients.delete(link);
     }
@@ -338,7 +349,7 @@ class NodeShell {
   /**
    * Fairness: a link whose data keeps arriving would otherwise be read again
    * and again within one event-loop turn (reads complete at once), starving
-   * accepts, other links and timers. After every 64 frames (or 16 KiB) a link asks; the first
+   * accepts, other links and timers. After every 256 frames (or 64 KiB) a link asks; the first
    * asker arms a zero timer (the probe) and notes the time. If the probe has
    * still not fired 2 ms later, the event loop has not turned: the asker waits
    * for it. An idle loop fires the probe at once, so this costs nothing then.
@@ -401,8 +412,8 @@ class NodeShell {
           if (connection.closed) break;
           this.router.receive(link.id, frame);
           work += 1 + (frame.bytes.length >> 8);
-          if (work < 64) continue;
-          // Only a busy link asks (64 frames or 16 KiB since it last did): ordinary traffic arms no timer.
+          if (work < 256) continue;
+          // Only a busy link asks (256 frames or 64 KiB since it last did): ordinary traffic arms few timers.
           work = 0;
           const turn = this.#mustYield();
           if (turn) await turn;
