@@ -59,7 +59,8 @@ type Wire<E, S> =
   | { k: "bye" }
   | { k: "s"; s: S }
   | { k: "e"; e: E }
-  | { k: "claim"; key: string; n: number };
+  | { k: "claim"; key: string; n: number }
+  | { k: "done"; key: string };
 
 /** What travels on `P.to.<instance>`. */
 type Reply = { k: "claimed"; n: number; ok: boolean; from: string };
@@ -90,7 +91,8 @@ export class Cluster<E, S> {
     { key: string; waiting: Set<string>; done: (ok: boolean) => void }
   >();
   #claimSeq = 0;
-  #granted = new Map<string, number>();
+  /** Keys granted to a peer whose claim may still be under way: the winning grantee, until when. */
+  #granted = new Map<string, { peer: string; until: number }>();
   #started: Promise<void>;
   #lastHello = 0;
 
@@ -133,6 +135,9 @@ export class Cluster<E, S> {
       clearTimeout(timer);
       this.#claims.delete(n);
       resolve(ok);
+      // After the caller's continuation has published what it did with the key (a timer runs
+      // after every promise reaction): the peers may forget they granted it.
+      setTimeout(() => this.#send({ k: "done", key }), 0);
     };
     this.#claims.set(n, { key, waiting: new Set(this.#peers.keys()), done: finish });
     this.#send({ k: "claim", key, n });
@@ -260,20 +265,24 @@ export class Cluster<E, S> {
         return this.#options.onEvent(peer, message.e);
       case "claim":
         return this.#answerClaim(peer, message.key, message.n);
+      case "done":
+        return void this.#granted.delete(message.key);
     }
   }
 
   #answerClaim(peer: string, key: string, n: number) {
+    // The lower instance id wins between two claims under way: ours, or one granted before.
     const mine = [...this.#claims.values()].some((c) => c.key === key);
+    const grantee = this.#recentlyGranted(key) ? this.#granted.get(key)!.peer : undefined;
     const ok = !(this.#options.holds?.(key) ?? false) && !(mine && this.id < peer) &&
-      !this.#recentlyGranted(key);
-    if (ok) this.#granted.set(key, performance.now() + 2 * CLAIM_WAIT_MS);
+      !(grantee !== undefined && grantee < peer);
+    if (ok) this.#granted.set(key, { peer, until: performance.now() + 2 * CLAIM_WAIT_MS });
     const reply: Reply = { k: "claimed", n, ok, from: this.id };
     this.#nc?.publish(`${this.#options.prefix}.to.${peer}`, encoder.encode(JSON.stringify(reply)));
   }
 
   #recentlyGranted(key: string): boolean {
-    const until = this.#granted.get(key);
+    const until = this.#granted.get(key)?.until;
     if (until === undefined) return false;
     if (until > performance.now()) return true;
     this.#granted.delete(key);
@@ -291,7 +300,7 @@ export class Cluster<E, S> {
   #expire() {
     const limit = performance.now() - this.#options.timeoutMs * 0.8;
     for (const [peer, seen] of this.#peers) if (seen < limit) this.#lose(peer, "timed out");
-    for (const [key, until] of this.#granted) {
+    for (const [key, { until }] of this.#granted) {
       if (until < performance.now()) this.#granted.delete(key);
     }
   }
@@ -308,7 +317,10 @@ export class Cluster<E, S> {
 }
 
 /** The connection of a peer's client mirrored on this instance: sending to it does nothing. */
-export const NO_CONNECTION = { send: (_bytes: Uint8Array): boolean => true };
+export const NO_CONNECTION = {
+  send: (_bytes: Uint8Array): boolean => true,
+  end: (): Promise<void> => Promise.resolve(),
+};
 
 /** The flags of a server that can join a cluster: `--nats`, `--cluster-timeout`. */
 export const CLUSTER_FLAGS: Record<string, FlagSpec> = {

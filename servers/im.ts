@@ -43,6 +43,8 @@ import {
   TLS_SERVER_FLAGS,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
+import { CLUSTER_FLAGS, clusterValues, NO_CONNECTION } from "./_cluster.ts";
+import { ImCluster } from "./_im_cluster.ts";
 
 /** Options of {@link serveIm}. */
 export interface ImServerOptions {
@@ -58,12 +60,17 @@ export interface ImServerOptions {
   maxQueueBytes?: number;
   /** Speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
   tls?: TlsCertificate;
+  /** NATS URLs: join the cluster of instances that share them (SPEC.md 8.2). */
+  nats?: string[];
+  /** A cluster peer silent this long has lost its users, ms (default 5 s). */
+  clusterTimeoutMs?: number;
 }
 
 interface User {
   name: string;
   status: string;
-  connection: Connection;
+  /** A peer instance's user (mirrored by the cluster) has {@link NO_CONNECTION}. */
+  connection: Pick<Connection, "send" | "end">;
   conversations: Set<Conversation>;
 }
 
@@ -79,6 +86,8 @@ export interface ImServer extends Server {
   onlineUsers(): Record<string, string>;
   /** Conversations by id, with their members. */
   conversations(): Record<string, string[]>;
+  /** Ids of the cluster peers heard within the timeout (empty without `--nats`). */
+  clusterPeers(): string[];
 }
 
 const logger = getLogger(["parley", "im"]);
@@ -98,9 +107,9 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
   const conversations = new Map<number, Conversation>();
   let nextId = 1;
 
-  const send = (connection: Connection, message: ImServerMessage) =>
+  const send = (connection: Pick<Connection, "send">, message: ImServerMessage) =>
     connection.send(encodeIm(message));
-  const error = (connection: Connection, text: string) =>
+  const error = (connection: Pick<Connection, "send">, text: string) =>
     send(connection, { command: "ERROR", text });
   const onlineUsers = () => Object.fromEntries([...users.values()].map((u) => [u.name, u.status]));
   const listConversations = () =>
@@ -165,7 +174,7 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
         return false;
       case "INVITE": {
         const conversation: Conversation = {
-          id: nextId++,
+          id: cluster?.takeId() ?? nextId++,
           invited: new Set([user.name]),
           members: new Set(),
         };
@@ -226,6 +235,61 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
     }
   };
 
+  const cluster = options.nats ? imCluster() : undefined;
+  function imCluster() {
+    return new ImCluster<User>(
+      { servers: options.nats!, timeoutMs: options.clusterTimeoutMs ?? 5000, logger },
+      {
+        addRemote: (name, status) => {
+          if (users.has(name)) return undefined;
+          const user: User = { name, status, connection: NO_CONNECTION, conversations: new Set() };
+          users.set(name, user);
+          pushPresence();
+          return user;
+        },
+        removeRemote: goOffline,
+        act: (user, message) => void act(user, message),
+        restore: (user, id, invited) => {
+          let conversation = conversations.get(id);
+          if (!conversation) {
+            conversations.set(id, conversation = { id, invited: new Set(), members: new Set() });
+          }
+          for (const name of invited) conversation.invited.add(name);
+          conversation.members.add(user);
+          user.conversations.add(conversation);
+        },
+        memberships: (user) => [...user.conversations].map((c) => c.id),
+        evict: (name) => {
+          const user = users.get(name);
+          if (!user || user.connection === NO_CONNECTION) return;
+          error(user.connection, IM_TEXTS.nameTaken(name));
+          goOffline(user);
+          void user.connection.end();
+        },
+        hasUser: (name) => users.has(name),
+        hasConversation: (id) => conversations.has(id),
+        invited: (id) => [...conversations.get(id)?.invited ?? []],
+        localUsers: () =>
+          [...users.values()].filter((u) => u.connection !== NO_CONNECTION).map((u) => [
+            u.name,
+            u.status,
+            [...u.conversations].map((c) => [c.id, [...c.invited]]),
+          ]),
+      },
+    );
+  }
+
+  /** REGISTER, with the name claimed from the whole cluster first. */
+  const registerAnywhere = async (connection: Connection, username: string, status: string) => {
+    if (cluster && !users.has(username) && !(await cluster.claimName(username))) {
+      error(connection, IM_TEXTS.nameTaken(username));
+      return undefined;
+    }
+    const user = register(connection, username, status);
+    if (user) cluster?.registered(user.name, user.status);
+    return user;
+  };
+
   const server = serveStream(
     { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? IM_PORT, tls: options.tls },
     async (connection) => {
@@ -253,16 +317,24 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
             }
             if (!user) {
               if (message.command === "REGISTER") {
-                user = register(connection, message.username, message.status);
+                user = await registerAnywhere(connection, message.username, message.status);
               } else error(connection, IM_TEXTS.registerFirst);
-            } else if (!act(user, message)) {
+              continue;
+            }
+            await cluster?.before(message as ImClientMessage);
+            const open = act(user, message);
+            cluster?.after(user.name, message as ImClientMessage);
+            if (!open) {
               await connection.end();
               return;
             }
           }
         }
       } finally {
-        if (user) goOffline(user);
+        if (user) {
+          goOffline(user);
+          cluster?.offline(user.name);
+        }
       }
     },
     {
@@ -277,6 +349,7 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
   const shutdown = async () => {
     clearInterval(timer);
     await server.shutdown();
+    await cluster?.close();
   };
   logger.info("Listening on {addr}", { addr: formatAddr(server.addr) });
   return {
@@ -286,6 +359,7 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
     [Symbol.asyncDispose]: shutdown,
     onlineUsers,
     conversations: listConversations,
+    clusterPeers: () => cluster?.link.peers() ?? [],
   };
 }
 
@@ -315,6 +389,7 @@ export const IM_COMMAND: CommandSpec = {
       description: "longest line",
     },
     ...TLS_SERVER_FLAGS,
+    ...CLUSTER_FLAGS,
     ...SERVER_FLAGS,
   },
 };
@@ -327,6 +402,7 @@ export async function main(args: readonly string[]): Promise<void> {
       port: portValue(values.port),
       presenceIntervalMs: millisecondsFromSeconds(values["presence-interval"], "presence-interval"),
       maxLineBytes: intValue(values["max-line"], "max-line", 16),
+      ...clusterValues(values),
     };
     await runServer(values, logger, () => serveIm(options));
   });

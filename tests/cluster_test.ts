@@ -6,7 +6,17 @@
 
 import { deepStrictEqual } from "node:assert/strict";
 import { ChannelDecoder, encodeChannelFrame } from "../protocols/channel.ts";
+import {
+  encodeIm,
+  IM_TEXTS,
+  type ImClientMessage,
+  ImLineDecoder,
+  type ImServerMessage,
+  parseImLine,
+} from "../protocols/im.ts";
+import type { FrameDecoder } from "../protocols/frames.ts";
 import { type ChannelServer, serveChannel } from "../servers/channel.ts";
+import { type ImServer, serveIm } from "../servers/im.ts";
 import { EntryProcess, Peer, waitUntil } from "./_helpers.ts";
 import { NatsServer } from "./_nats.ts";
 
@@ -167,4 +177,159 @@ Deno.test("cluster: NATS down, each instance serves its own clients; NATS back, 
   await bob.write(frame("across again"));
   deepStrictEqual(await alice.next(), "[Bob] across again");
   deepStrictEqual(await dan.next(), "[Bob] across again");
+});
+
+// ---- IM -------------------------------------------------------------------------------------
+
+class ImDecoder implements FrameDecoder<ImServerMessage> {
+  #lines = new ImLineDecoder();
+  decode(chunk: Uint8Array) {
+    return this.#lines.decode(chunk).map((l) => parseImLine(l) as ImServerMessage);
+  }
+  end() {}
+}
+
+type ImClient = Peer<ImServerMessage> & {
+  send(m: ImClientMessage): Promise<void>;
+  /** The last ONLINE_USERS received. */
+  online?: Record<string, string>;
+};
+
+const sameUsers = (a: Record<string, string> = {}, b: Record<string, string>) =>
+  JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
+
+async function imClient(server: { addr: Deno.Addr }): Promise<ImClient> {
+  const peer = await Peer.connect(server.addr, new ImDecoder()) as ImClient;
+  peer.send = (m) => peer.write(encodeIm(m));
+  return peer;
+}
+
+/** Skips presence updates until ONLINE_USERS lists exactly `users`; anything else fails. */
+async function onlineIs(c: ImClient, users: Record<string, string>): Promise<void> {
+  while (!sameUsers(c.online, users) || c.frames[0]?.command === "ONLINE_USERS") {
+    const m = await c.next(5000);
+    if (m.command !== "ONLINE_USERS") {
+      throw new Error(`expected presence, got ${JSON.stringify(m)}`);
+    }
+    c.online = m.users;
+  }
+}
+
+/** The next message that is not a presence update. */
+async function nextNotPresence(c: ImClient, ms = 3000): Promise<ImServerMessage> {
+  while (true) {
+    const m = await c.next(ms);
+    if (m.command !== "ONLINE_USERS") return m;
+    c.online = m.users;
+  }
+}
+
+async function imRegister(server: { addr: Deno.Addr }, name: string): Promise<ImClient> {
+  const c = await imClient(server);
+  await c.send({ command: "REGISTER", username: name, status: "online" });
+  const first = await c.next();
+  if (first.command !== "ONLINE_USERS") throw new Error(`${name}: ${JSON.stringify(first)}`);
+  c.online = first.users;
+  return c;
+}
+
+async function imCluster(nats: NatsServer, count = 3): Promise<ImServer[] & AsyncDisposable> {
+  const servers = Array.from(
+    { length: count },
+    () =>
+      serveIm({ port: 0, presenceIntervalMs: 0, nats: [nats.url], clusterTimeoutMs: TIMEOUT_MS }),
+  );
+  await waitUntil(() => servers.every((s) => s.clusterPeers().length === count - 1), 5000, "peers");
+  return Object.assign(servers, {
+    [Symbol.asyncDispose]: async () => void await Promise.all(servers.map((s) => s.shutdown())),
+  });
+}
+
+Deno.test("cluster: ONLINE_USERS, invitations, CONVERSATIONS and messages across IM instances", async () => {
+  await using nats = await NatsServer.start();
+  await using servers = await imCluster(nats);
+  await using alice = await imRegister(servers[0], "alice");
+  await using bob = await imRegister(servers[1], "bob");
+  await using carol = await imRegister(servers[2], "carol");
+  const everyone = { alice: "online", bob: "online", carol: "online" };
+  for (const c of [alice, bob, carol]) await onlineIs(c, everyone);
+  await bob.send({ command: "STATUS", status: "away" });
+  for (const c of [alice, bob, carol]) await onlineIs(c, { ...everyone, bob: "away" });
+  await alice.send({ command: "INVITE", users: ["bob", "carol", "nobody"] });
+  const invitation = await nextNotPresence(alice);
+  deepStrictEqual(invitation.command, "INVITATION");
+  const id = (invitation as { conversation: number }).conversation;
+  deepStrictEqual(await nextNotPresence(alice), {
+    command: "ERROR",
+    text: IM_TEXTS.notOnline("nobody"),
+  });
+  deepStrictEqual(await nextNotPresence(bob), {
+    command: "INVITATION",
+    conversation: id,
+    inviter: "alice",
+  });
+  deepStrictEqual(await nextNotPresence(carol), {
+    command: "INVITATION",
+    conversation: id,
+    inviter: "alice",
+  });
+  for (const c of [alice, bob, carol]) await c.send({ command: "JOIN", conversation: id });
+  await waitUntil(
+    () => servers.every((s) => s.conversations()[id]?.length === 3),
+    3000,
+    "3 members",
+  );
+  await carol.send({ command: "LIST_CONVERSATIONS" });
+  const listed = await nextNotPresence(carol);
+  deepStrictEqual(listed.command, "CONVERSATIONS");
+  deepStrictEqual(
+    (listed as { conversations: Record<string, string[]> }).conversations[id].sort(),
+    ["alice", "bob", "carol"],
+  );
+  for (let i = 0; i < 20; i++) {
+    await bob.send({ command: "SEND_MESSAGE", conversation: id, message: `m${i}` });
+  }
+  for (const c of [alice, bob, carol]) {
+    for (let i = 0; i < 20; i++) {
+      deepStrictEqual(await nextNotPresence(c), {
+        command: "MESSAGE",
+        conversation: id,
+        sender: "bob",
+        message: `m${i}`,
+      });
+    }
+  }
+  // A second conversation made elsewhere gets another id.
+  await carol.send({ command: "INVITE", users: ["alice"] });
+  const second = await nextNotPresence(carol) as { conversation: number };
+  deepStrictEqual(second.conversation !== id, true);
+  deepStrictEqual(await nextNotPresence(alice), {
+    command: "INVITATION",
+    conversation: second.conversation,
+    inviter: "carol",
+  });
+  await bob.close();
+  for (const c of [alice, carol]) await onlineIs(c, { alice: "online", carol: "online" });
+});
+
+Deno.test("cluster: an IM name taken on another instance is refused; free again when its user leaves", async () => {
+  await using nats = await NatsServer.start();
+  await using servers = await imCluster(nats);
+  await using alice = await imRegister(servers[0], "alice");
+  await using dup = await imClient(servers[1]);
+  await waitUntil(() => "alice" in servers[1].onlineUsers(), 3000, "alice to be known");
+  await dup.send({ command: "REGISTER", username: "alice", status: "x" });
+  deepStrictEqual(await dup.next(), { command: "ERROR", text: IM_TEXTS.nameTaken("alice") });
+  // Two instances racing for one new name: exactly one wins.
+  await using r1 = await imClient(servers[1]);
+  await using r2 = await imClient(servers[2]);
+  await Promise.all(
+    [r1, r2].map((r) => r.send({ command: "REGISTER", username: "zed", status: "s" })),
+  );
+  const answers = [await r1.next(), await r2.next()].map((m) => m.command).sort();
+  deepStrictEqual(answers, ["ERROR", "ONLINE_USERS"]);
+  await alice.close();
+  await waitUntil(() => !("alice" in servers[1].onlineUsers()), 3000, "alice to leave");
+  await dup.send({ command: "REGISTER", username: "alice", status: "x" });
+  deepStrictEqual((await dup.next()).command, "ONLINE_USERS");
 });
