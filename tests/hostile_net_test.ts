@@ -172,3 +172,30 @@ Deno.test("hostile: a bad --exempt or limit value is a usage error (exit 2)", as
     match(server.output, new RegExp(`--${flags[0].slice(2)}`));
   }
 });
+
+Deno.test("hostile: out of descriptors (EMFILE), accepting pauses and logs at most once a second, then serves again", async () => {
+  // The server gets a small descriptor limit; 60 held connections exhaust it.
+  await using server = EntryProcess.spawn("bash", [
+    "-c",
+    `ulimit -n 48 && exec "${Deno.execPath()}" run --quiet --allow-net "${ROOT}servers/timestamp.ts" --port 0`,
+  ]);
+  const port = await server.listeningPort();
+  const held: Deno.Conn[] = [];
+  const started = performance.now();
+  try {
+    for (let i = 0; i < 60; i++) held.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+    await server.waitFor(/Accept failed: .*Too many open files/);
+    // Keep the server out of descriptors for a while: the warning must not repeat per attempt.
+    await new Promise((r) => setTimeout(r, 1500));
+    const warnings = server.output.match(/Accept failed/g)?.length ?? 0;
+    const seconds = (performance.now() - started) / 1000;
+    ok(warnings <= Math.ceil(seconds) + 1, `${warnings} warnings in ${seconds.toFixed(1)} s`);
+  } finally {
+    for (const conn of held) conn.close();
+  }
+  let reply = "";
+  for (let attempt = 0; attempt < 50 && !reply.endsWith("] back"); attempt++) {
+    reply = await normalRequest(port, "back").catch(() => "");
+  }
+  ok(reply.endsWith("] back"), `not served after the descriptors came back: '${reply}'`);
+});
