@@ -382,7 +382,7 @@ Deno.test({
     // A message in the conversation not in view counts as unread on its tab.
     await bob.page.click("#tab-1");
     await say(bob, 1, "are you there?");
-    await page.waitForSelector("#tab-1 .badge", WAIT);
+    await page.waitForSelector("#tab-1 .badge:not([hidden])", WAIT);
     deepStrictEqual(await page.$eval("#tab-1 .badge", (e) => e.textContent), "1");
     match(await page.$eval("#tab-1", (e) => e.getAttribute("aria-label") ?? ""), /1 unread$/);
     deepStrictEqual(await page.title(), "(1) Parley");
@@ -390,7 +390,7 @@ Deno.test({
     await page.focus("#tab-2");
     await page.keyboard.press("ArrowLeft");
     await page.waitForFunction(() => document.activeElement?.id === "tab-1", WAIT);
-    deepStrictEqual(await page.$("#tab-1 .badge"), null);
+    deepStrictEqual(await page.$("#tab-1 .badge:not([hidden])"), null);
     deepStrictEqual(await page.title(), "Parley");
     deepStrictEqual(await messages(page, 1), ["alice: typed with keys", "bob: are you there?"]);
 

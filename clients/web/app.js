@@ -274,32 +274,74 @@ ui.inviteForm.addEventListener("submit", (event) => {
   send(model.invite(names));
 });
 
+/**
+ * Puts `items` into `parent` in this order, moving only what is out of place
+ * and removing the rest: nodes that stay are kept, so a click or the focus on
+ * one is never lost to a re-render.
+ * @param {HTMLElement} parent
+ * @param {HTMLElement[]} items
+ */
+function reconcile(parent, items) {
+  for (const child of [...parent.children]) {
+    if (!items.includes(/** @type {HTMLElement} */ (child))) child.remove();
+  }
+  items.forEach((item, i) => {
+    if (parent.children[i] !== item) parent.insertBefore(item, parent.children[i] ?? null);
+  });
+}
+
+/**
+ * Sets an element's text if it changed.
+ * @param {Element | null} node
+ * @param {string} text
+ */
+function setText(node, text) {
+  if (node && node.textContent !== text) node.textContent = text;
+}
+
 function renderPeople() {
   const names = Object.keys(model.online).sort((a, b) =>
     a === model.me ? -1 : b === model.me ? 1 : a.localeCompare(b)
   );
   ui.peopleCount.textContent = `(${names.length})`;
-  const items = names.map((name) => {
-    const status = el("span", { class: "status" }, [visible(model.online[name])]);
-    if (name === model.me) {
-      return el("li", { class: "me" }, [
+  for (const name of [...picked]) if (!(name in model.online)) picked.delete(name);
+  reconcile(ui.people, names.map((name) => personItem(name)));
+}
+
+/**
+ * The online list's entry for `name`, made on first use, its status brought up to date.
+ * @param {string} name
+ * @returns {HTMLElement}
+ */
+function personItem(name) {
+  const me = name === model.me;
+  const id = `person-${me ? "me" : encodeURIComponent(name)}`;
+  let item = document.getElementById(id);
+  if (item && me && item.dataset.name !== name) item = null;
+  if (!item) {
+    const status = el("span", { class: "status" });
+    if (me) {
+      item = el("li", { class: "me", id }, [
         el("span", { class: "name" }, [visible(name)]),
         el("span", { class: "you" }, [" (you)"]),
         status,
       ]);
+    } else {
+      const boxId = `pick-${encodeURIComponent(name)}`;
+      const box = /** @type {HTMLInputElement} */ (el("input", { type: "checkbox", id: boxId }));
+      box.checked = picked.has(name);
+      box.addEventListener("change", () => box.checked ? picked.add(name) : picked.delete(name));
+      item = el("li", { id }, [
+        box,
+        el("label", { for: boxId }, [el("span", { class: "name" }, [visible(name)]), status]),
+      ]);
     }
-    const id = `pick-${encodeURIComponent(name)}`;
-    const box = /** @type {HTMLInputElement} */ (el("input", { type: "checkbox", id }));
-    box.checked = picked.has(name);
-    box.addEventListener("change", () => box.checked ? picked.add(name) : picked.delete(name));
-    return el("li", {}, [
-      box,
-      el("label", { for: id }, [el("span", { class: "name" }, [visible(name)]), status]),
-    ]);
-  });
-  const focused = document.activeElement?.id;
-  ui.people.replaceChildren(...items);
-  if (focused?.startsWith("pick-")) document.getElementById(focused)?.focus();
+    item.dataset.name = name;
+  }
+  setText(item.querySelector(".status"), visible(model.online[name] ?? ""));
+  const box = /** @type {HTMLInputElement | null} */ (item.querySelector("input"));
+  if (box) box.checked = picked.has(name);
+  return item;
 }
 
 function renderInvitations() {
@@ -336,40 +378,51 @@ function renderInvitations() {
 function renderTabs() {
   const ids = [...model.conversations.keys()];
   ui.noConversation.hidden = ids.length > 0;
-  const tabs = ids.map((id) => {
-    const c = /** @type {import("./model.js").Conversation} */ (model.conversations.get(id));
-    const selected = id === model.active;
-    const title = visible(model.title(c));
-    const label = `Conversation ${c.label} with ${title}${c.ended ? " (ended)" : ""}${
-      c.unread ? `, ${c.unread} unread` : ""
-    }`;
-    const tab = el("button", {
-      type: "button",
-      role: "tab",
-      id: `tab-${id}`,
-      "aria-controls": `panel-${id}`,
-      "aria-selected": String(selected),
-      "aria-label": label,
-      tabindex: selected ? "0" : "-1",
-      class: c.ended ? "tab ended" : "tab",
-    }, [
-      el("span", { class: "tab-title" }, [`#${c.label} ${title}`]),
-      ...(c.unread
-        ? [el("span", { class: "badge", "aria-hidden": "true" }, [String(c.unread)])]
-        : []),
-    ]);
-    tab.addEventListener("click", () => activate(id));
-    tab.addEventListener("keydown", (event) => onTabKey(event, id));
-    return tab;
-  });
-  const focusedTab = document.activeElement?.getAttribute("role") === "tab";
-  ui.tabs.replaceChildren(...tabs);
-  if (focusedTab && model.active) document.getElementById(`tab-${model.active}`)?.focus();
+  reconcile(ui.tabs, ids.map((id) => tabFor(id)));
   for (const panel of ui.panels.children) {
     /** @type {HTMLElement} */ (panel).hidden = panel.id !== `panel-${model.active}`;
   }
   const unread = model.unread();
   document.title = unread ? `(${unread}) Parley` : "Parley";
+}
+
+/**
+ * The tab of a conversation, made on first use, brought up to date: title, unread badge, state.
+ * @param {string} id
+ * @returns {HTMLElement}
+ */
+function tabFor(id) {
+  const c = /** @type {import("./model.js").Conversation} */ (model.conversations.get(id));
+  let tab = document.getElementById(`tab-${id}`);
+  if (!tab) {
+    tab = el("button", {
+      type: "button",
+      role: "tab",
+      id: `tab-${id}`,
+      "aria-controls": `panel-${id}`,
+    }, [
+      el("span", { class: "tab-title" }),
+      el("span", { class: "badge", "aria-hidden": "true" }),
+    ]);
+    tab.addEventListener("click", () => activate(id));
+    tab.addEventListener("keydown", (event) => onTabKey(event, id));
+  }
+  const selected = id === model.active;
+  const title = visible(model.title(c));
+  tab.setAttribute("aria-selected", String(selected));
+  tab.setAttribute("tabindex", selected ? "0" : "-1");
+  tab.setAttribute(
+    "aria-label",
+    `Conversation ${c.label} with ${title}${c.ended ? " (ended)" : ""}${
+      c.unread ? `, ${c.unread} unread` : ""
+    }`,
+  );
+  tab.className = c.ended ? "tab ended" : "tab";
+  setText(tab.querySelector(".tab-title"), `#${c.label} ${title}`);
+  const badge = /** @type {HTMLElement} */ (tab.querySelector(".badge"));
+  setText(badge, String(c.unread));
+  badge.hidden = c.unread === 0;
+  return tab;
 }
 
 /**
