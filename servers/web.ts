@@ -52,7 +52,11 @@ import {
 } from "../protocols/im.ts";
 import { isFrameError } from "../protocols/errors.ts";
 import { Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
-import { connectWithTimeout, DEFAULT_CONNECT_TIMEOUT_MS } from "../net/dial.ts";
+import {
+  connectWithTimeout,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  type TlsDialOptions,
+} from "../net/dial.ts";
 import { CidrSet, formatAddr, formatHostPort, peerKey } from "../net/address.ts";
 import {
   DEFAULT_EXEMPT,
@@ -72,7 +76,9 @@ import {
   runCommand,
   SERVER_FLAGS,
   serverBasics,
+  TLS_CLIENT_FLAGS,
   TLS_SERVER_FLAGS,
+  tlsClientOptions,
   UsageError,
 } from "../cli/command.ts";
 import { runServer } from "../cli/run_server.ts";
@@ -119,6 +125,8 @@ export interface WebServerOptions extends ServerLimits {
   connectTimeoutMs?: number;
   /** Serve HTTPS (and so `wss:`) with this certificate (`--tls-cert`, `--tls-key`). */
   tls?: TlsCertificate;
+  /** Reach the IM server with TLS (`--tls`, `--ca`). */
+  imTls?: TlsDialOptions;
 }
 
 /** A running web server. */
@@ -190,6 +198,7 @@ export function sameOrigin(request: Request): boolean {
 /** Everything one bridged WebSocket needs from the server around it. */
 interface BridgeContext {
   im: { hostname: string; port: number };
+  imTls?: TlsDialOptions;
   maxQueueBytes: number;
   maxMessageBytes: number;
   registerTimeoutMs: number;
@@ -276,9 +285,9 @@ class Bridge {
         if (!this.#registered) this.close(1008, WEB_TEXTS.registerTimeout);
       }, this.#ctx.registerTimeoutMs);
     }
-    let conn: Deno.TcpConn;
+    let conn: Deno.Conn;
     try {
-      conn = await connectWithTimeout(hostname, port, this.#ctx.connectTimeoutMs);
+      conn = await connectWithTimeout(hostname, port, this.#ctx.connectTimeoutMs, this.#ctx.imTls);
     } catch (error) {
       logger.warn("Cannot reach the IM server at {addr}: {error}", {
         addr: formatHostPort(hostname, port),
@@ -433,6 +442,7 @@ function upgrade(
 export function serveWeb(options: WebServerOptions = {}): WebServer {
   const ctx: BridgeContext = {
     im: options.im ?? { hostname: "127.0.0.1", port: IM_PORT },
+    imTls: options.imTls,
     maxQueueBytes: options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES,
     maxMessageBytes: options.maxMessageBytes ?? IM_MAX_LINE_BYTES,
     registerTimeoutMs: options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS,
@@ -522,6 +532,8 @@ export const WEB_COMMAND: CommandSpec = {
       description: "longest WebSocket message a browser may send",
     },
     ...TLS_SERVER_FLAGS,
+    tls: { ...TLS_CLIENT_FLAGS.tls, description: "reach the IM server (--im) with TLS" },
+    ca: TLS_CLIENT_FLAGS.ca,
     ...SERVER_FLAGS,
   },
 };
@@ -534,6 +546,7 @@ export async function main(args: readonly string[]): Promise<void> {
       port: portValue(values.port),
       im: imAddress(values.im),
       maxMessageBytes: intValue(values["max-message"], "max-message", 16),
+      imTls: tlsClientOptions(values),
     };
     await runServer(values, logger, () => serveWeb(options));
   });

@@ -6,6 +6,7 @@ import { serveChannel } from "../servers/channel.ts";
 import { serveIm } from "../servers/im.ts";
 import { serveCrcNode } from "../servers/crc_node.ts";
 import { serveDirectory } from "../servers/directory.ts";
+import { serveWeb } from "../servers/web.ts";
 import { connectTimestamp } from "../clients/timestamp.ts";
 import { connectChannel } from "../clients/channel.ts";
 import { connectIm, type ImClient } from "../clients/im.ts";
@@ -17,6 +18,7 @@ import { tlsClientOptions, tlsServerFiles, UsageError } from "../cli/command.ts"
 import type { ImServerMessage } from "../protocols/im.ts";
 import { EntryProcess, portOf, waitUntil, within } from "./_helpers.ts";
 import { makeTestPki } from "./_tls.ts";
+import { WsPeer } from "./_web_helpers.ts";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 
 const encoder = new TextEncoder();
@@ -217,6 +219,35 @@ Deno.test("TLS eurechat: directory session, BIND test, liveness PING and peer me
   await carol.login("carol", "pw");
   await carol.bind("127.0.0.1", portOf(bobListener.addr));
   deepStrictEqual(await plainPings.checkLiveness(), ["carol"]);
+});
+
+Deno.test("TLS web: the page over HTTPS, and each WebSocket bridged to a TLS IM server", async () => {
+  await using pki = await makeTestPki();
+  await using im = serveIm({ port: 0, presenceIntervalMs: 0, tls: pki.certificate });
+  const imAddr = { hostname: "127.0.0.1", port: portOf(im.addr) };
+  await using web = serveWeb({ port: 0, tls: pki.certificate, im: imAddr, imTls: pki.trust });
+  using client = Deno.createHttpClient({ caCerts: pki.trust.caCerts });
+  const page = await fetch(`https://127.0.0.1:${portOf(web.addr)}/`, { client });
+  deepStrictEqual(page.status, 200);
+  match(await page.text(), /<title>Parley<\/title>/);
+  // The bridge's own link is TLS: a plain-HTTP bridge (so the test's WebSocket needs no CA).
+  await using bridge = serveWeb({ port: 0, im: imAddr, imTls: pki.trust });
+  const peer = await WsPeer.open(portOf(bridge.addr));
+  try {
+    peer.send(`REGISTER ${JSON.stringify(["alice", "online"])}`);
+    match(await peer.next(), /^ONLINE_USERS /);
+    deepStrictEqual(im.onlineUsers(), { alice: "online" });
+  } finally {
+    await peer.close();
+  }
+  // Without TLS towards a TLS IM server, the bridge cannot register anyone.
+  await using wrong = serveWeb({ port: 0, im: imAddr, imTls: pki.wrongTrust });
+  const refused = await WsPeer.open(portOf(wrong.addr));
+  try {
+    match(await refused.next(), /^ERROR /);
+  } finally {
+    await refused.close();
+  }
 });
 
 /** Every TLS server, started on a free port, with a plain message that would get a reply. */
