@@ -15,7 +15,7 @@
  */
 
 import type { Logger } from "@logtape/logtape";
-import { encodeChannelFrame } from "../protocols/channel.ts";
+import { encodeChannelFrame, parseChannelCommand } from "../protocols/channel.ts";
 import { Cluster } from "./_cluster.ts";
 
 /** What the cluster needs from the channel server to apply peers' members. */
@@ -109,6 +109,19 @@ export class ChannelCluster<M extends object> {
   chatted(member: M, line: string): void {
     const id = this.#ids.get(member);
     if (id !== undefined) this.#cluster.publish({ t: "chat", m: id, line });
+  }
+
+  /**
+   * Before a local control message: `/create`, `/list`, and `/join` of a channel not known here
+   * wait until every peer has answered a sync, so they see what the peers had done before (a
+   * channel created elsewhere a moment ago). Chats and other joins go straight on.
+   */
+  async settle(text: string, channels: { has(name: string): boolean }): Promise<void> {
+    const command = parseChannelCommand(text);
+    if (
+      command.kind === "list" || command.kind === "create" ||
+      (command.kind === "join" && command.channel !== "" && !channels.has(command.channel))
+    ) await this.#cluster.sync();
   }
 
   /** Channel names in cluster creation order. */

@@ -21,7 +21,7 @@
  * @module
  */
 
-import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { connect, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "@logtape/logtape";
 import {
   type FlagSpec,
@@ -60,10 +60,11 @@ type Wire<E, S> =
   | { k: "s"; s: S }
   | { k: "e"; e: E }
   | { k: "claim"; key: string; n: number }
-  | { k: "done"; key: string };
+  | { k: "done"; key: string }
+  | { k: "sync"; n: number };
 
 /** What travels on `P.to.<instance>`. */
-type Reply = { k: "claimed"; n: number; ok: boolean; from: string };
+type Reply = { k: "claimed" | "synced"; n: number; ok: boolean; from: string };
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -144,6 +145,27 @@ export class Cluster<E, S> {
     return promise;
   }
 
+  /**
+   * Resolves once every known peer has answered a `sync` sent now: everything those peers
+   * published before they saw it has then been applied here (NATS keeps one publisher's order,
+   * and both subjects are handled in arrival order). A read after it sees every write the
+   * peers had made. Immediate without NATS or peers.
+   */
+  sync(): Promise<void> {
+    if (!this.#connected || this.#peers.size === 0) return Promise.resolve();
+    const n = ++this.#claimSeq;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const timer = setTimeout(() => finish(), CLAIM_WAIT_MS);
+    const finish = () => {
+      clearTimeout(timer);
+      this.#claims.delete(n);
+      resolve();
+    };
+    this.#claims.set(n, { key: "", waiting: new Set(this.#peers.keys()), done: finish });
+    this.#send({ k: "sync", n });
+    return promise;
+  }
+
   /** Says `bye` (peers drop this instance's clients at once) and closes the NATS connection. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -200,11 +222,12 @@ export class Cluster<E, S> {
       await nc.close().catch(() => {});
       return;
     }
-    const subs = [
-      nc.subscribe(`${this.#options.prefix}.ev.*`),
-      nc.subscribe(`${this.#options.prefix}.to.${this.id}`),
-    ];
-    const reading = subs.map((sub) => this.#read(sub));
+    // Callbacks run as the client parses, so both subjects are handled in the order NATS sent them.
+    const callback = (error: Error | null, m: Msg) => {
+      if (!error) this.#handle(m);
+    };
+    nc.subscribe(`${this.#options.prefix}.ev.*`, { callback });
+    nc.subscribe(`${this.#options.prefix}.to.${this.id}`, { callback });
     this.#online();
     for await (const status of nc.status()) {
       if (status.type === "disconnect") {
@@ -216,7 +239,6 @@ export class Cluster<E, S> {
       }
     }
     this.#connected = false;
-    await Promise.all(reading);
   }
 
   #online() {
@@ -231,18 +253,16 @@ export class Cluster<E, S> {
     this.#send({ k: "s", s: this.#options.snapshot() });
   }
 
-  async #read(sub: Subscription) {
-    for await (const m of sub) {
-      try {
-        const body = JSON.parse(decoder.decode(m.data));
-        if (body.k === "claimed") this.#reply(body as Reply);
-        else this.#receive(m.subject.slice(m.subject.lastIndexOf(".") + 1), body);
-      } catch (error) {
-        this.#options.logger.error("Bad cluster message on {subject}: {error}", {
-          subject: m.subject,
-          error: error instanceof Error ? (error.stack ?? error.message) : String(error),
-        });
-      }
+  #handle(m: Msg) {
+    try {
+      const body = JSON.parse(decoder.decode(m.data));
+      if (body.k === "claimed" || body.k === "synced") this.#reply(body as Reply);
+      else this.#receive(m.subject.slice(m.subject.lastIndexOf(".") + 1), body);
+    } catch (error) {
+      this.#options.logger.error("Bad cluster message on {subject}: {error}", {
+        subject: m.subject,
+        error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+      });
     }
   }
 
@@ -267,6 +287,8 @@ export class Cluster<E, S> {
         return this.#answerClaim(peer, message.key, message.n);
       case "done":
         return void this.#granted.delete(message.key);
+      case "sync":
+        return this.#answer(peer, { k: "synced", n: message.n, ok: true, from: this.id });
     }
   }
 
@@ -277,7 +299,11 @@ export class Cluster<E, S> {
     const ok = !(this.#options.holds?.(key) ?? false) && !(mine && this.id < peer) &&
       !(grantee !== undefined && grantee < peer);
     if (ok) this.#granted.set(key, { peer, until: performance.now() + 2 * CLAIM_WAIT_MS });
-    const reply: Reply = { k: "claimed", n, ok, from: this.id };
+    this.#answer(peer, { k: "claimed", n, ok, from: this.id });
+  }
+
+  #answer(peer: string, reply: Reply) {
+    if (!this.#connected) return;
     this.#nc?.publish(`${this.#options.prefix}.to.${peer}`, encoder.encode(JSON.stringify(reply)));
   }
 
@@ -326,9 +352,8 @@ export const NO_CONNECTION = {
 export const CLUSTER_FLAGS: Record<string, FlagSpec> = {
   nats: {
     type: "string",
-    default: "",
     value: "URL[,URL...]",
-    description: "join the cluster of instances sharing this NATS system (none: stand alone)",
+    description: "join the cluster of instances sharing this NATS system [default: none, alone]",
   },
   "cluster-timeout": {
     type: "string",

@@ -137,8 +137,18 @@ export class ImCluster<U extends object> {
     if (this.#local.delete(name)) this.#cluster.publish({ t: "off", u: name });
   }
 
-  /** Before a local user's command runs: an INVITE gets a conversation id free everywhere. */
+  /**
+   * Before a local user's command runs: a command naming a user or conversation not known here,
+   * and LIST_CONVERSATIONS, first sync with every peer (so they see what the peers had done
+   * before); an INVITE gets a conversation id free everywhere.
+   */
   async before(message: ImClientMessage): Promise<void> {
+    const t = this.#target;
+    const unknown = message.command === "LIST_CONVERSATIONS" ||
+      (message.command === "INVITE" && message.users.some((u) => !t.hasUser(u))) ||
+      ((message.command === "JOIN" || message.command === "SEND_MESSAGE" ||
+        message.command === "LEAVE") && !t.hasConversation(Number(message.conversation)));
+    if (unknown) await this.#cluster.sync();
     if (message.command !== "INVITE") return;
     let id = this.#next;
     for (let tries = 0; tries < 5 && !(await this.#cluster.claim(`c:${id}`)); tries++) {

@@ -200,6 +200,7 @@ export function serveChannel(options: ChannelServerOptions = {}): ChannelServer 
         for await (const chunk of connection.chunks()) {
           for (const text of decoder.decode(chunk)) {
             if (member) {
+              if (cluster && text.startsWith("/")) await cluster.settle(text, channels);
               handle(member, text);
               continue;
             }
