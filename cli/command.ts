@@ -235,11 +235,20 @@ export function parseCommandLine(args: readonly string[], spec: CommandSpec): Pa
   for (const [name, flag] of Object.entries(spec.flags)) {
     for (const alias of flag.aliases ?? []) aliasTo.set(alias, name);
   }
-  const normalised = args.map((arg) => {
+  const named = args.map((arg) => {
     const m = /^--([^=]+)(=.*)?$/.exec(arg);
     if (!m || !aliasTo.has(m[1])) return arg;
     return `--${aliasTo.get(m[1])}${m[2] ?? ""}`;
   });
+  // `--port -1` is a value that starts with a dash, not a missing value: pass it on so the
+  // flag's own check can say what is wrong with it.
+  const normalised: string[] = [];
+  for (let i = 0; i < named.length; i++) {
+    const flag = /^--([^=]+)$/.exec(named[i])?.[1];
+    if (flag && spec.flags[flag]?.type === "string" && /^-\d/.test(named[i + 1] ?? "")) {
+      normalised.push(`${named[i]}=${named[++i]}`);
+    } else normalised.push(named[i]);
+  }
   const options: Record<string, { type: "string" | "boolean"; default?: string | boolean }> = {};
   for (const [name, flag] of Object.entries(spec.flags)) {
     options[name] = {
@@ -256,8 +265,20 @@ export function parseCommandLine(args: readonly string[], spec: CommandSpec): Pa
     });
     return { values: values as ParsedCli["values"], positionals };
   } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
+    throw new UsageError(parseArgsMessage(error));
   }
+}
+
+/** `node:util` parseArgs messages, made short and balanced ("Unknown option '--bogus'"). */
+function parseArgsMessage(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const unknown = /^Unknown option '([^']*)'/.exec(message);
+  if (unknown) return `Unknown option '${unknown[1]}'`;
+  const missing = /^Option '(-[^' ]+)(?: <value>)?' argument (?:missing|is ambiguous)/.exec(
+    message,
+  );
+  if (missing) return `Option '${missing[1]}' needs a value`;
+  return message.split("\n")[0];
 }
 
 /**

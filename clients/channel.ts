@@ -20,24 +20,25 @@ import {
   channelTextBytes,
   encodeChannelFrame,
 } from "../protocols/channel.ts";
-import { readFrames } from "../protocols/frames.ts";
-import { readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
-import { isFrameError } from "../protocols/errors.ts";
 import {
   type CommandSpec,
-  portValue,
   runCommand,
   TLS_CLIENT_FLAGS,
   tlsClientOptions,
   tlsFailure,
   UsageError,
 } from "../cli/command.ts";
+import { Connection } from "../net/connection.ts";
 import {
   connectWithTimeout,
   DEFAULT_CONNECT_TIMEOUT_MS,
-  isConnectionGone,
   type TlsDialOptions,
 } from "../net/dial.ts";
+import { receiveFrames } from "../net/framing.ts";
+import { ClientConsole, consoleFlags, withClientFlags } from "../cli/console.ts";
+import { type Line, tone, visible } from "../cli/render.ts";
+import { stdoutScreen } from "../cli/terminal.ts";
+import { exitAfter, runSession, type SessionEnd } from "../cli/session.ts";
 import { writeAll } from "../net/bytes.ts";
 
 /** The prompt shown before every typed line. */
@@ -49,7 +50,7 @@ export const CHANNEL_WIPE = "\r    \r";
 export interface ChannelClient {
   /** Sends one message (padded to 200 bytes); throws `RangeError` if it does not fit. */
   send(text: string): Promise<void>;
-  /** Every message from the server, until it disconnects. */
+  /** Every message from the server, until it disconnects or resets; a bad frame throws. */
   messages(): AsyncGenerator<string>;
   /** Closes the connection. */
   close(): void;
@@ -95,14 +96,7 @@ export async function connectChannel(
   }
   return {
     send: (text) => write(encodeChannelFrame(text)),
-    async *messages() {
-      try {
-        yield* readFrames(conn.readable, new ChannelDecoder());
-      } catch (error) {
-        // A reset or this side closing both mean: the server is gone.
-        if (!(isConnectionGone(error) || isFrameError(error))) throw error;
-      }
-    },
+    messages: () => receiveFrames(new Connection(conn), new ChannelDecoder()),
     close,
     [Symbol.dispose]: close,
   };
@@ -110,95 +104,130 @@ export async function connectChannel(
 
 /** What {@link runChannelSession} needs. */
 export interface ChannelSessionOptions {
-  /** Server host as typed by the user (for the disconnect text). */
-  host: string;
-  /** Server port as typed by the user. */
-  port: string | number;
-  /** The typed lines. */
-  lines: AsyncIterable<string>;
-  /** Where to write (default stdout). */
-  screen?: Screen;
+  /** Where typed lines come from and messages go. */
+  console: ClientConsole;
+}
+
+/** The help text of the channel client. */
+export const CHANNEL_HELP: readonly string[] = [
+  "/create NAME   create a channel and join it",
+  "/join NAME     join a channel (leaving the one you are in)",
+  "/list          list the channels",
+  "/quit          leave (Ctrl+D and Ctrl+C do too)",
+  "/help          this list",
+  "TEXT           say TEXT to your channel",
+];
+
+const CHANNEL_COMMANDS = ["/create", "/join", "/list"];
+
+/** How a server message looks: a chat's name coloured, notices and errors told apart. */
+export function channelLine(message: string): Line {
+  const chat = /^\[([^\]]*)\] /.exec(message);
+  if (chat) return ["[", tone.name(chat[1]), "] ", message.slice(chat[0].length)];
+  if (/ has (joined|left)$/.test(message)) return [tone.notice(message)];
+  const errors = [
+    / is not a valid control message\./,
+    /^No channel named /,
+    /^\/(join|create) command must be followed/,
+    /^Room .* already exists/,
+    /^Not currently in any channel\./,
+  ];
+  return errors.some((e) => e.test(message)) ? [tone.error(message)] : [message];
 }
 
 /**
- * Runs the interactive session: prompt, typed lines out, server messages in,
- * both at once. Resolves with `"disconnected"` when the server goes away or
- * `"eof"` when input ends.
+ * Runs the session: `[Me] ` prompt, typed lines out, server messages in, both
+ * at once (SPEC.md 4.3, 7). An empty line is not sent; `/help` and `/quit` are
+ * answered here. A `/list` reply is shown one channel a line; any other
+ * message shows a newline as `^J`, so a chat cannot fake a line.
  */
-export async function runChannelSession(
+export function runChannelSession(
   client: ChannelClient,
   options: ChannelSessionOptions,
-): Promise<"disconnected" | "eof"> {
-  const screen = options.screen ?? stdoutScreen;
-  screen.write(CHANNEL_PROMPT);
-  const incoming = (async () => {
-    for await (const message of client.messages()) {
-      screen.write(`${CHANNEL_WIPE}${message}\n${CHANNEL_PROMPT}`);
-    }
-    return "disconnected" as const;
-  })();
-  const typing = (async () => {
-    for await (const line of options.lines) {
-      const bytes = channelTextBytes(line);
-      if (bytes > CHANNEL_FRAME_BYTES) {
-        screen.write(
-          `Message not sent: it is ${bytes} bytes and a message is at most ${CHANNEL_FRAME_BYTES}.\n${CHANNEL_PROMPT}`,
-        );
-        continue;
+): Promise<SessionEnd> {
+  const out = options.console;
+  let lists = 0; // replies to /list still due
+  out.ready();
+  return runSession({
+    async read() {
+      for await (const message of client.messages()) {
+        const isList = lists > 0 && !message.startsWith("[") &&
+          (message.includes("\n") || !/ has (joined|left)$/.test(message));
+        if (isList) lists--;
+        if (isList && message.includes("\n")) {
+          out.printLines(message.split("\n"), { received: true });
+        } else out.print(channelLine(message), { received: true });
       }
-      try {
-        await client.send(line);
-      } catch {
-        break; // the reader reports the disconnect
+    },
+    async type() {
+      for await (const line of out.lines()) {
+        const word = line.trim().split(/\s+/)[0];
+        if (word === "/quit") return;
+        if (word === "/help") {
+          out.printLines(CHANNEL_HELP); // in plain mode the prompt follows the lines
+          continue;
+        }
+        if (out.interactive && word.startsWith("/") && !CHANNEL_COMMANDS.includes(word)) {
+          out.print([tone.error(`Unknown command ${word}: type /help for the commands`)]);
+          continue;
+        }
+        const bytes = channelTextBytes(line);
+        if (bytes > CHANNEL_FRAME_BYTES) {
+          out.print([
+            tone.error(
+              `Message not sent: it is ${bytes} bytes and a message is at most ${CHANNEL_FRAME_BYTES}.`,
+            ),
+          ]);
+          continue;
+        }
+        if (line.trim() !== "") {
+          if (word === "/list") lists++;
+          await client.send(line);
+        }
+        out.ready();
       }
-      screen.write(CHANNEL_PROMPT);
-    }
-    return "eof" as const;
-  })();
-  const first = await Promise.race([incoming, typing]);
-  if (first === "disconnected") {
-    screen.write(
-      `${CHANNEL_WIPE}${CHANNEL_TEXTS.serverDisconnected(options.host, options.port)}\n`,
-    );
-  } else {
-    client.close();
-    await incoming;
-  }
-  return first;
+    },
+    close: () => client.close(),
+  });
 }
 
 /** The command-line interface of `clients/channel.ts`. */
-export const CHANNEL_CLIENT_COMMAND: CommandSpec = {
+export const CHANNEL_CLIENT_COMMAND: CommandSpec = withClientFlags({
   name: "clients/channel.ts",
   usage: "NAME HOST PORT",
   summary:
-    "Channel chat client. Type /create NAME, /join NAME, /list, or a message to your channel.",
+    "Channel chat client. Type /create NAME, /join NAME, /list, /help, or a message to your channel.",
   flags: { ...TLS_CLIENT_FLAGS, help: { type: "boolean", description: "show this help and exit" } },
-};
+});
 
 /** Runs the client from command-line arguments. */
 export async function main(args: readonly string[]): Promise<void> {
   await runCommand(args, CHANNEL_CLIENT_COMMAND, async ({ values, positionals }) => {
     if (positionals.length !== 3) throw new UsageError("expected NAME HOST PORT");
     const [name, host, portText] = positionals;
-    const port = portValue(portText);
+    if (!/^\d+$/.test(portText) || Number(portText) > 65535) {
+      throw new UsageError(`PORT must be a port number from 0 to 65535, got '${portText}'`);
+    }
     if (channelTextBytes(name) > CHANNEL_FRAME_BYTES) {
       throw new UsageError(`the name is over ${CHANNEL_FRAME_BYTES} bytes`);
     }
-    const tls = tlsClientOptions(values);
+    const out = new ClientConsole({
+      ...consoleFlags(values),
+      prompt: CHANNEL_PROMPT,
+      keepInput: true,
+      plain: { prompt: CHANNEL_PROMPT, wipe: CHANNEL_WIPE, promptAfterLine: true },
+    });
     let client: ChannelClient;
     try {
-      client = await connectChannel(name, host, port, tls);
+      client = await connectChannel(name, host, Number(portText), tlsClientOptions(values));
     } catch (error) {
-      stdoutScreen.write(`${CHANNEL_TEXTS.unableToConnect(host, portText)}${tlsFailure(error)}\n`);
+      out.close();
+      const text = `${CHANNEL_TEXTS.unableToConnect(host, portText)}${tlsFailure(error)}`;
+      stdoutScreen.write(`${visible(text)}\n`);
       Deno.exit(1);
     }
-    const lines = readLines();
-    const result = await runChannelSession(client, { host, port: portText, lines });
-    client.close();
-    // stdin may still be waiting for a line: leave now.
-    void result;
-    Deno.exit(0);
+    const end = await runChannelSession(client, { console: out });
+    exitAfter(out, end, CHANNEL_TEXTS.serverDisconnected(host, portText), { onConsole: true });
   });
 }
 

@@ -15,7 +15,6 @@
 
 import { CrcDecoder, type CrcMessage, encodeCrc } from "../protocols/crc.ts";
 import { isFrameError } from "../protocols/errors.ts";
-import { readFrames } from "../protocols/frames.ts";
 import {
   type CommandSpec,
   intValue,
@@ -26,15 +25,19 @@ import {
   tlsFailure,
   UsageError,
 } from "../cli/command.ts";
-import { CRC_PORT, randomCrcId } from "../protocols/crc.ts";
+import { Connection } from "../net/connection.ts";
 import {
   connectWithTimeout,
   DEFAULT_CONNECT_TIMEOUT_MS,
-  isConnectionGone,
   type TlsDialOptions,
 } from "../net/dial.ts";
+import { receiveFrames } from "../net/framing.ts";
+import { CRC_PORT, CRC_STATUS, randomCrcId } from "../protocols/crc.ts";
+import { ClientConsole, consoleFlags, withClientFlags } from "../cli/console.ts";
+import { type Line, tone } from "../cli/render.ts";
+import { exitAfter, runSession, type SessionEnd } from "../cli/session.ts";
+import { printError } from "../cli/terminal.ts";
 import { writeAll } from "../net/bytes.ts";
-import { printError, readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
 
 /** A user the client knows is connected. */
 export interface CrcUser {
@@ -98,6 +101,8 @@ export class CrcClient {
   readonly chatLog: CrcChat[] = [];
   /** Resolves when the node closes the connection (or this side does). */
   readonly closed: Promise<void>;
+  /** Set when the node sent bytes that do not frame (the connection was then closed). */
+  frameError?: Error;
   readonly #conn: Deno.Conn;
   #done = false;
 
@@ -107,12 +112,13 @@ export class CrcClient {
     this.username = options.username;
     this.closed = (async () => {
       try {
-        for await (const m of readFrames(conn.readable, new CrcDecoder())) {
+        for await (const m of receiveFrames(new Connection(conn), new CrcDecoder())) {
           options.onMessage?.(m, this);
           this.#apply(m);
         }
       } catch (error) {
-        if (!(isFrameError(error) || isConnectionGone(error))) throw error;
+        if (!isFrameError(error)) throw error;
+        this.frameError = error;
       } finally {
         this.close();
       }
@@ -228,81 +234,84 @@ export function connectCrc(options: CrcClientOptions): Promise<CrcClient> {
   return CrcClient.connect(options);
 }
 
-/** Formats an incoming message for the screen, or nothing for messages a person need not see. */
-export function describeCrcMessage(m: CrcMessage, client: CrcClient): string | undefined {
+/** How an incoming message looks on screen, or nothing for messages a person need not see. */
+export function describeCrcMessage(m: CrcMessage, client: CrcClient): Line | undefined {
   switch (m.kind) {
     case "chat":
-      return `[${client.nameOf(m.source)}] ${m.content}`;
+      return ["[", tone.name(client.nameOf(m.source)), `] ${m.content}`];
     case "status":
-      return `* ${m.content}`;
+      return m.code === CRC_STATUS.welcome
+        ? [tone.notice(`* ${m.content}`)]
+        : [tone.error(`* ${m.content}`)];
     case "client_registration":
-      return m.source === client.id ? undefined : `* ${m.name} (${m.source}) is online`;
+      return m.source === client.id
+        ? undefined
+        : [tone.notice(`* ${m.name} (${m.source}) is online`)];
     case "client_quit":
-      return `* ${client.nameOf(m.source)} left${m.content ? `: ${m.content}` : ""}`;
+      return [tone.notice(`* ${client.nameOf(m.source)} left${m.content ? `: ${m.content}` : ""}`)];
     default:
       return undefined;
   }
 }
 
-/** Runs the interactive commands until `/quit`, end of input, or the node closing. */
-export async function runCrcSession(
-  client: CrcClient,
-  lines: AsyncIterable<string>,
-  screen: Screen = stdoutScreen,
-): Promise<"quit" | "eof" | "closed"> {
-  let quitting = false;
-  const typing = (async () => {
-    for await (const raw of lines) {
-      const line = raw.trim();
-      if (line === "") continue;
-      const [word, ...rest] = line.split(/\s+/);
-      const command = word.toLowerCase();
-      if (command === "/msg" || command === "message") {
-        if (rest.length < 2) {
-          screen.write("! usage: /msg NAME-or-ID TEXT\n");
-          continue;
-        }
-        const destination = client.resolve(rest[0]);
-        if (destination === undefined) {
-          screen.write(`! no user named ${rest[0]}\n`);
-          continue;
-        }
-        await client.chat(
-          destination,
-          line.slice(line.indexOf(rest[0], word.length) + rest[0].length + 1),
-        );
-      } else if (command === "/who") {
-        const users = [...client.users.values()];
-        screen.write(
-          users.length
-            ? users.map((u) => `${u.name} (${u.id})\n`).join("")
-            : "Nobody else is connected\n",
-        );
-      } else if (command === "/quit" || command === "quit") {
-        quitting = true;
-        await client.quit(rest.join(" "));
-        return "quit" as const;
-      } else if (command === "/help") {
-        screen.write(
-          "/msg NAME-or-ID TEXT   send a chat\n/who                   list connected users\n/quit [TEXT]           leave\n",
-        );
-      } else {
-        screen.write("! unknown command: type /help\n");
-      }
+/** The help text of the CRC client. */
+export const CRC_HELP: readonly string[] = [
+  "/msg NAME-or-ID TEXT   send a chat (also: MESSAGE NAME-or-ID TEXT)",
+  "/who                   list connected users",
+  "/quit [TEXT]           leave (also: QUIT [TEXT]; Ctrl+D and Ctrl+C leave too)",
+  "/help                  this list",
+];
+
+async function crcCommand(client: CrcClient, out: ClientConsole, line: string): Promise<void> {
+  const [word, ...rest] = line.split(/\s+/);
+  const command = word.toLowerCase();
+  if (command === "/msg" || command === "message") {
+    if (rest.length < 2) return out.print([tone.error("! usage: /msg NAME-or-ID TEXT")]);
+    const destination = client.resolve(rest[0]);
+    if (destination === undefined) return out.print([tone.error(`! no user named ${rest[0]}`)]);
+    const text = line.slice(line.indexOf(rest[0], word.length) + rest[0].length + 1);
+    await client.chat(destination, text);
+    if (out.interactive) {
+      out.print([tone.own(`-> ${client.nameOf(destination)}: ${text}`)], { received: true });
     }
-    return "eof" as const;
-  })().catch(() => "closed" as const);
-  // Our own /quit closes the connection too: that is a quit, not the node going away.
-  const result = await Promise.race([
-    typing,
-    client.closed.then(() => quitting ? typing : "closed" as const),
-  ]);
-  client.close();
-  return result;
+  } else if (command === "/who") {
+    const users = [...client.users.values()];
+    if (users.length === 0) out.print("Nobody else is connected");
+    else out.printLines(users.map((u) => [tone.name(u.name), ` (${u.id})`]));
+  } else if (command === "/help") {
+    out.printLines(CRC_HELP);
+  } else {
+    out.print([tone.error(`! unknown command ${word}: type /help`)]);
+  }
+}
+
+/** Runs the interactive commands until `/quit`, end of input (both send a quit), or the node closing. */
+export function runCrcSession(client: CrcClient, out: ClientConsole): Promise<SessionEnd> {
+  return runSession({
+    async read() {
+      await client.closed;
+      if (client.frameError) throw client.frameError;
+    },
+    async type(quitting) {
+      for await (const raw of out.lines()) {
+        const line = raw.trim();
+        if (line === "") continue;
+        const [word, ...rest] = line.split(/\s+/);
+        if (word.toLowerCase() === "/quit" || word.toLowerCase() === "quit") {
+          quitting();
+          return await client.quit(rest.join(" "));
+        }
+        await crcCommand(client, out, line);
+      }
+      quitting();
+      await client.quit();
+    },
+    close: () => client.close(),
+  });
 }
 
 /** The command-line interface of `clients/crc.ts`. */
-export const CRC_CLIENT_COMMAND: CommandSpec = {
+export const CRC_CLIENT_COMMAND: CommandSpec = withClientFlags({
   name: "clients/crc.ts",
   usage: "--username NAME [--id ID] [--serverhost HOST] [--serverport PORT] [--info TEXT]",
   summary: "Clemson Relay Chat client: chat with anyone on the network by name or id.",
@@ -320,47 +329,64 @@ export const CRC_CLIENT_COMMAND: CommandSpec = {
     ...TLS_CLIENT_FLAGS,
     help: { type: "boolean", description: "show this help and exit" },
   },
-};
+});
+
+function crcFlags(values: Record<string, string | boolean | undefined>) {
+  if (values.username === undefined || String(values.username) === "") {
+    throw new UsageError("--username NAME is required");
+  }
+  const bytes = (text: unknown) => new TextEncoder().encode(String(text)).length;
+  if (bytes(values.username) > 255) throw new UsageError("--username is at most 255 bytes");
+  if (bytes(values.info) > 65535) throw new UsageError("--info is at most 65535 bytes");
+  let id: number | undefined;
+  if (values.id !== undefined) {
+    id = intValue(values.id, "id", 1);
+    if (id > 0xffffffff) throw new UsageError(`--id must fit in 32 bits, got '${values.id}'`);
+  }
+  return {
+    id,
+    hostname: String(values.serverhost),
+    port: portValue(values.serverport, "serverport"),
+    username: String(values.username),
+    info: String(values.info),
+    tls: tlsClientOptions(values),
+  };
+}
 
 /** Runs the client from command-line arguments. */
 export async function main(args: readonly string[]): Promise<void> {
   await runCommand(args, CRC_CLIENT_COMMAND, async ({ values }) => {
-    if (values.username === undefined || String(values.username) === "") {
-      throw new UsageError("--username NAME is required");
-    }
-    const bytes = (text: unknown) => new TextEncoder().encode(String(text)).length;
-    if (bytes(values.username) > 255) throw new UsageError("--username is at most 255 bytes");
-    if (bytes(values.info) > 65535) throw new UsageError("--info is at most 65535 bytes");
-    let id: number | undefined;
-    if (values.id !== undefined) {
-      id = intValue(values.id, "id", 1);
-      if (id > 0xffffffff) throw new UsageError(`--id must fit in 32 bits, got '${values.id}'`);
-    }
-    const hostname = String(values.serverhost);
-    const port = portValue(values.serverport, "serverport");
-    const screen = stdoutScreen;
-    const tls = tlsClientOptions(values);
+    const options = crcFlags(values);
+    const out = new ClientConsole({ ...consoleFlags(values) });
+    let refusal: string | undefined;
+    let welcomed = false;
     let client: CrcClient;
     try {
       client = await CrcClient.connect({
-        id,
-        hostname,
-        port,
-        username: String(values.username),
-        info: String(values.info),
-        tls,
+        ...options,
         onMessage: (m, c) => {
-          const text = describeCrcMessage(m, c);
-          if (text !== undefined) screen.write(`${text}\n`);
+          if (m.kind === "status" && m.code === CRC_STATUS.welcome) welcomed = true;
+          const duplicate = m.kind === "status" && m.code === CRC_STATUS.duplicateId;
+          if (duplicate && !welcomed) {
+            refusal ??= m.content; // our id is taken: the node keeps the link but we are nobody
+            c.close();
+            return;
+          }
+          const line = describeCrcMessage(m, c);
+          if (line !== undefined) out.print(line, { received: true });
         },
       });
     } catch (error) {
-      printError(`Unable to connect to ${hostname}:${port}${tlsFailure(error)}`);
+      printError(`Unable to connect to ${options.hostname}:${options.port}${tlsFailure(error)}`);
       Deno.exit(1);
     }
-    const result = await runCrcSession(client, readLines(), screen);
-    if (result === "closed") printError(`Server at ${hostname}:${port} has disconnected`);
-    Deno.exit(result === "closed" ? 1 : 0);
+    const end = await runCrcSession(client, out);
+    if (refusal !== undefined) {
+      out.finish();
+      printError(`${refusal}; use another --id, or none for a random one`);
+      Deno.exit(1);
+    }
+    exitAfter(out, end, `Server at ${options.hostname}:${options.port} has disconnected`);
   });
 }
 

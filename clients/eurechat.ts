@@ -21,9 +21,9 @@ import {
   payloadText,
 } from "../protocols/eurechat.ts";
 import { isFrameError } from "../protocols/errors.ts";
-import { readFrames } from "../protocols/frames.ts";
-import type { Connection } from "../net/connection.ts";
+import { Connection } from "../net/connection.ts";
 import { connectWithTimeout, isConnectionGone, type TlsDialOptions } from "../net/dial.ts";
+import { receiveFrames } from "../net/framing.ts";
 import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
 import { writeAll } from "../net/bytes.ts";
 import {
@@ -37,8 +37,14 @@ import {
   tlsServerFiles,
   UsageError,
 } from "../cli/command.ts";
-import { printError, readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
+import { ClientConsole, consoleFlags, withClientFlags } from "../cli/console.ts";
+import { tone } from "../cli/render.ts";
+import { exitAfter, runSession, type SessionEnd } from "../cli/session.ts";
+import { printError } from "../cli/terminal.ts";
 import { DIRECTORY_PORT } from "../protocols/eurechat.ts";
+
+/** The largest payload the client accepts from the directory (a RESULT at its caps, SPEC.md 6.4). */
+export const EURECHAT_CLIENT_MAX_PAYLOAD_BYTES = 1024 * 1024;
 
 /** A directory entry: who, and where they listen. */
 export interface PeerEntry {
@@ -48,6 +54,18 @@ export interface PeerEntry {
   addr: string;
   /** Port. */
   port: number;
+}
+
+/**
+ * One `name,addr,port` line of a RESULT, read from the right: the last two
+ * fields are the address and port, so a name with a comma in it (which a
+ * hostile or old directory might let through) cannot fake an entry.
+ */
+export function parseEntry(line: string): PeerEntry {
+  const fields = line.split(",");
+  const port = Number(fields.pop());
+  const addr = fields.pop() ?? "";
+  return { name: fields.join(","), addr, port };
 }
 
 /** The directory answered with ERR (the session is over). */
@@ -70,17 +88,21 @@ export class DirectoryClient {
   #turn: Promise<unknown> = Promise.resolve();
   /** Resolves when the directory closes the session. */
   readonly closed: Promise<void>;
+  /** Set when the directory sent bytes that do not frame (the session is then over). */
+  frameError?: Error;
 
   private constructor(conn: Deno.Conn) {
     this.#conn = conn;
+    const decoder = new EurechatDecoder({ maxPayloadBytes: EURECHAT_CLIENT_MAX_PAYLOAD_BYTES });
     this.#loop = (async () => {
       try {
-        for await (const message of readFrames(conn.readable, new EurechatDecoder())) {
+        for await (const message of receiveFrames(new Connection(conn), decoder)) {
           this.#messages.push(message);
           this.#wake();
         }
       } catch (error) {
-        if (!(isConnectionGone(error) || isFrameError(error))) throw error; // closed, reset or cut mid-message: the session is over
+        if (!isFrameError(error)) throw error;
+        this.frameError = error;
       }
       this.#ended = true;
       this.#wake();
@@ -153,10 +175,7 @@ export class DirectoryClient {
   /** Everyone bound (or just `name`). */
   async query(name?: string): Promise<PeerEntry[]> {
     const text = payloadText(await this.request("QUERY", name ? [name] : []));
-    return text === "" ? [] : text.split("\n").map((line) => {
-      const [n, addr, port] = line.split(",");
-      return { name: n, addr, port: Number(port) };
-    });
+    return text === "" ? [] : text.split("\n").map(parseEntry);
   }
 
   /** Deregisters this user. */
@@ -207,30 +226,17 @@ export function servePeer(options: PeerListenerOptions): Server {
   return serveStream(
     { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? 0, tls: options.tls },
     async (c: Connection) => {
-      const decoder = new EurechatDecoder();
-      for await (const chunk of c.chunks()) {
-        let messages: EurechatMessage[];
-        try {
-          messages = decoder.decode(chunk);
-        } catch (error) {
-          if (!isFrameError(error)) throw error;
-          c.send(encodeEurechat("ERR", [], error.message));
-          return await c.end();
-        }
-        for (const m of messages) {
-          if (m.type === "PING") c.send(encodeEurechat("PONG"));
-          else if (m.type === "MESSAGE" && m.args.length === 1) {
-            options.onMessage(
-              m.args[0],
-              payloadText(m),
-            );
-          } else {
-            c.send(encodeEurechat("ERR", [], `I did not understand the message ${m.type}`));
-            return await c.end();
-          }
+      for await (const m of receiveFrames(c, new EurechatDecoder())) {
+        if (m.type === "PING") c.send(encodeEurechat("PONG"));
+        else if (m.type === "MESSAGE" && m.args.length === 1) {
+          options.onMessage(m.args[0], payloadText(m));
+        } else {
+          c.send(encodeEurechat("ERR", [], `I did not understand the message ${m.type}`));
+          return;
         }
       }
     },
+    { onFrameError: (error) => encodeEurechat("ERR", [], error.message) },
   );
 }
 
@@ -256,10 +262,8 @@ export interface EurechatSessionOptions {
   user: string;
   /** The logged-in directory session. */
   directory: DirectoryClient;
-  /** Typed lines. */
-  lines: AsyncIterable<string>;
-  /** Where output goes (default stdout). */
-  screen?: Screen;
+  /** Where typed lines come from and messages go. */
+  console: ClientConsole;
   /** How often to touch the directory so its idle timeout never fires, ms (default 10 s). */
   keepaliveMs?: number;
   /** Send to peers with TLS (`--tls`, `--ca`). */
@@ -270,81 +274,104 @@ export interface EurechatSessionOptions {
 export const EURECHAT_HELP: string = [
   "/who               list who is online",
   "/msg NAME TEXT     send NAME a message",
-  "/quit              leave the directory and exit",
+  "/quit              leave the directory and exit (Ctrl+D and Ctrl+C do too)",
   "/help              this list",
 ].join("\n");
 
-/**
- * Runs the interactive commands until `/quit`, end of input, or the directory
- * closing the session. Resolves with why it stopped.
- */
-export async function runEurechatSession(
-  options: EurechatSessionOptions,
-): Promise<"quit" | "eof" | "directory"> {
-  const screen = options.screen ?? stdoutScreen;
-  const { directory, user } = options;
-  const keepalive = setInterval(
-    () => void directory.query(user).catch(() => {}),
-    options.keepaliveMs ?? 10_000,
-  );
-  const lost = directory.closed.then(() => "directory" as const);
-  const typing = (async () => {
-    for await (const line of options.lines) {
-      const [command, ...rest] = line.trim().split(/\s+/);
-      try {
-        if (command === "" || command === undefined) continue;
-        if (command === "/quit") {
-          await directory.leave().catch(() => {});
-          return "quit" as const;
-        } else if (command === "/who") {
-          const peers = await directory.query();
-          screen.write(
-            peers.length
-              ? peers.map((p) => `${p.name} ${p.addr}:${p.port}\n`).join("")
-              : "Nobody is online\n",
-          );
-        } else if (command === "/msg" && rest.length >= 2) {
-          const [, name, text] = /^\/msg\s+(\S+)\s+(.*)$/.exec(line.trim())!;
-          const [peer] = await directory.query(name);
-          if (!peer) {
-            screen.write(`${name} is not online\n`);
-            continue;
-          }
-          try {
-            await sendPeerMessage(peer, user, text, undefined, options.peerTls);
-          } catch (error) {
-            screen.write(
-              `Cannot reach ${name} at ${peer.addr}:${peer.port}: ${
-                error instanceof Error ? error.message : error
-              }\n`,
-            );
-          }
-        } else if (command === "/help") {
-          screen.write(`${EURECHAT_HELP}\n`);
-        } else {
-          screen.write(
-            `Unknown command. ${command === "/msg" ? "Usage: /msg NAME TEXT" : "Type /help"}\n`,
-          );
-        }
-      } catch (error) {
-        if (error instanceof DirectoryError) {
-          screen.write(`Directory: ${error.message}\n`);
-          return "directory" as const;
-        }
-        throw error;
-      }
-    }
-    return "eof" as const;
-  })();
+/** A presence notice for every name that came or went between two directory lists. */
+export function directoryNotices(before: readonly string[], after: readonly string[]): string[] {
+  return [
+    ...after.filter((n) => !before.includes(n)).map((n) => `${n} is online`),
+    ...before.filter((n) => !after.includes(n)).map((n) => `${n} went offline`),
+  ];
+}
+
+async function eurechatCommand(options: EurechatSessionOptions, line: string): Promise<void> {
+  const { directory, user, console: out } = options;
+  const [command, ...rest] = line.split(/\s+/);
+  if (command === "/who") {
+    const peers = await directory.query();
+    if (peers.length === 0) return out.print("Nobody is online");
+    return out.printLines(peers.map((p) => [tone.name(p.name), ` ${p.addr}:${p.port}`]));
+  }
+  if (command === "/help") return out.printLines(EURECHAT_HELP.split("\n"));
+  if (command !== "/msg") {
+    return out.print([tone.error(`Unknown command ${command}: type /help for the commands`)]);
+  }
+  if (rest.length < 2) return out.print([tone.error("Usage: /msg NAME TEXT")]);
+  const [, name, text] = /^\/msg\s+(\S+)\s+(.*)$/.exec(line)!;
+  const [peer] = await directory.query(name);
+  if (!peer) return out.print([tone.error(`${name} is not online`)]);
   try {
-    return await Promise.race([typing, lost]);
+    await sendPeerMessage(peer, user, text, undefined, options.peerTls);
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    return out.print([tone.error(`Cannot reach ${name} at ${peer.addr}:${peer.port}: ${why}`)]);
+  }
+  if (out.interactive) out.print([tone.own(`-> ${name}: ${text}`)], { received: true });
+}
+
+/** A keepalive that also shows (interactive mode) who came and went. */
+function keepalive(options: EurechatSessionOptions): () => void {
+  const { directory, console: out } = options;
+  let known: string[] | undefined;
+  const touch = async () => {
+    try {
+      const names = (await directory.query()).map((p) => p.name);
+      if (known && out.interactive) {
+        for (const n of directoryNotices(known, names)) {
+          out.print([tone.notice(n)], { received: true });
+        }
+      }
+      known = names;
+    } catch (error) {
+      // The session ended: the runner hears it from `directory.closed`.
+      if (!(error instanceof DirectoryError || isConnectionGone(error))) throw error;
+    }
+  };
+  void touch();
+  const timer = setInterval(touch, options.keepaliveMs ?? 10_000);
+  return () => clearInterval(timer);
+}
+
+/**
+ * Runs the interactive commands until `/quit` or end of input (both LEAVE the
+ * directory) or the directory closing the session.
+ */
+export async function runEurechatSession(options: EurechatSessionOptions): Promise<SessionEnd> {
+  const { directory, console: out } = options;
+  const stop = keepalive(options);
+  try {
+    return await runSession({
+      async read() {
+        await directory.closed;
+        if (directory.frameError) throw directory.frameError;
+      },
+      async type(quitting) {
+        try {
+          for await (const raw of out.lines()) {
+            const line = raw.trim();
+            if (line === "/quit") break;
+            if (line !== "") await eurechatCommand(options, line);
+          }
+          quitting();
+          await directory.leave();
+        } catch (error) {
+          if (!(error instanceof DirectoryError)) throw error;
+          out.print([tone.error(`Directory: ${error.message}`)], { received: true });
+          await directory.close(); // the directory ends a session after ERR: so do we
+          await new Promise(() => {}); // the reader reports the end
+        }
+      },
+      close: () => directory.close(),
+    });
   } finally {
-    clearInterval(keepalive);
+    stop();
   }
 }
 
 /** The command-line interface of `clients/eurechat.ts`. */
-export const EURECHAT_CLIENT_COMMAND: CommandSpec = {
+export const EURECHAT_CLIENT_COMMAND: CommandSpec = withClientFlags({
   name: "clients/eurechat.ts",
   usage:
     "--user NAME [--password PASS] [--directory-host HOST] [--directory-port PORT] [--port PORT]",
@@ -404,76 +431,87 @@ export const EURECHAT_CLIENT_COMMAND: CommandSpec = {
     "tls-key": TLS_SERVER_FLAGS["tls-key"],
     help: { type: "boolean", description: "show this help and exit" },
   },
-};
+});
+
+async function login(
+  directory: DirectoryClient,
+  user: string,
+  password: string,
+  where: { addr: string; port: number },
+): Promise<string | undefined> {
+  try {
+    await directory.login(user, password);
+    await directory.bind(where.addr, where.port);
+    return undefined;
+  } catch (error) {
+    if (error instanceof DirectoryError) return error.message;
+    if (isConnectionGone(error)) return "the directory closed the connection";
+    throw error;
+  }
+}
 
 /** Runs the peer client from command-line arguments. */
 export async function main(args: readonly string[]): Promise<void> {
   await runCommand(args, EURECHAT_CLIENT_COMMAND, async ({ values }) => {
     const user = values.user ? String(values.user) : "";
     if (!/^\S+$/.test(user)) throw new UsageError("--user NAME is required (no spaces)");
-    const lines = readLines();
-    let password: string;
-    if (values.password === undefined) {
-      stdoutScreen.write("Password: ");
-      password = (await lines.next()).value ?? "";
-    } else {
-      password = String(values.password);
-    }
     const host = String(values.host);
-    const screen = stdoutScreen;
-    const tls = tlsClientOptions(values);
-    const listener = servePeer({
-      tls: tlsServerFiles(values),
-      hostname: host,
-      port: portValue(values.port),
-      onMessage: (sender, text) => screen.write(`[${sender}] ${text}\n`),
-    });
+    const listenPort = portValue(values.port);
     const dirHost = String(values["directory-host"]);
     const dirPort = portValue(values["directory-port"], "directory-port");
+    const keepaliveMs = millisecondsFromSeconds(values.keepalive, "keepalive");
+    const tls = tlsClientOptions(values);
+    const peerCertificate = tlsServerFiles(values);
+    const out = new ClientConsole({ ...consoleFlags(values) });
+    const password = values.password === undefined
+      ? await out.ask("Password: ", { hidden: true })
+      : String(values.password);
+    if (password === undefined) {
+      out.finish();
+      Deno.exit(0);
+    }
+    const listener = servePeer({
+      tls: peerCertificate,
+      hostname: host,
+      port: listenPort,
+      onMessage: (sender, text) => {
+        out.print(["[", tone.name(sender), `] ${text}`], { received: true });
+      },
+    });
+    const quit = async (code: number, line?: string) => {
+      out.finish();
+      if (line) printError(line);
+      await listener.shutdown();
+      Deno.exit(code);
+    };
     let directory: DirectoryClient;
     try {
       directory = await connectDirectory(dirHost, dirPort, tls);
     } catch (error) {
-      printError(
-        `Unable to connect to the directory at ${dirHost}:${dirPort}: ${
-          error instanceof Error ? error.message : error
-        }`,
-      );
-      await listener.shutdown();
-      Deno.exit(1);
+      const why = error instanceof Error ? error.message : error;
+      return await quit(1, `Unable to connect to the directory at ${dirHost}:${dirPort}: ${why}`);
     }
     const advertise = values.advertise
       ? String(values.advertise)
       : host === "0.0.0.0"
       ? "127.0.0.1"
       : host;
-    const listenPort = (listener.addr as Deno.NetAddr).port;
-    try {
-      await directory.login(user, password);
-      await directory.bind(advertise, listenPort);
-    } catch (error) {
-      printError(`Directory: ${error instanceof Error ? error.message : error}`);
+    const port = (listener.addr as Deno.NetAddr).port;
+    const refused = await login(directory, user, password, { addr: advertise, port });
+    if (refused !== undefined) {
       await directory.close();
-      await listener.shutdown();
-      Deno.exit(1);
+      return await quit(1, `Directory: ${refused}`);
     }
-    screen.write(
-      `Logged in as ${user}, reachable at ${advertise}:${listenPort}. Type /help for commands.\n`,
-    );
-    const result = await runEurechatSession({
+    out.print(`Logged in as ${user}, reachable at ${advertise}:${port}. Type /help for commands.`);
+    const end = await runEurechatSession({
       user,
       directory,
-      lines,
-      screen,
-      keepaliveMs: millisecondsFromSeconds(values.keepalive, "keepalive"),
+      console: out,
+      keepaliveMs,
       peerTls: tls,
     });
-    if (result === "directory") {
-      printError(`The directory at ${dirHost}:${dirPort} closed the session`);
-    }
-    await directory.close();
     await listener.shutdown();
-    Deno.exit(result === "directory" ? 1 : 0);
+    exitAfter(out, end, `The directory at ${dirHost}:${dirPort} closed the session`);
   });
 }
 

@@ -12,7 +12,6 @@
  * @module
  */
 
-import { readLines, type Screen, stdoutScreen } from "../cli/terminal.ts";
 import {
   choiceValue,
   type CommandSpec,
@@ -22,17 +21,26 @@ import {
   tlsClientOptions,
   UsageError,
 } from "../cli/command.ts";
+import { ClientConsole, consoleFlags, withClientFlags } from "../cli/console.ts";
+import { exitAfter, runSession, type SessionEnd } from "../cli/session.ts";
+import { tone } from "../cli/render.ts";
+import { printError } from "../cli/terminal.ts";
+import { ByteQueue, type FrameDecoder } from "../protocols/frames.ts";
+import { Connection } from "../net/connection.ts";
 import {
   connectWithTimeout,
   DEFAULT_CONNECT_TIMEOUT_MS,
   type TlsDialOptions,
 } from "../net/dial.ts";
+import { receiveFrames } from "../net/framing.ts";
 import {
   TIMESTAMP_PORT,
   TIMESTAMP_SOCKET_PATH,
   TIMESTAMP_TRANSPORTS,
   type TimestampTransport,
 } from "../protocols/timestamp.ts";
+
+import { writeAll } from "../net/bytes.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -58,6 +66,12 @@ export interface TimestampClientOptions {
 export interface TimestampClient {
   /** Sends one line and resolves with the server's reply, without its line ending. */
   request(line: string): Promise<string>;
+  /**
+   * Resolves as soon as the connection ends (TCP, Unix: the server closed or
+   * reset it, or this side closed it); a reply line over 1 MiB rejects. Over
+   * UDP there is no connection: it never resolves.
+   */
+  closed: Promise<void>;
   /** Closes the connection. */
   close(): void;
   /** Same as {@link TimestampClient.close}, for `using`. */
@@ -103,6 +117,7 @@ export async function connectTimestamp(
         const [data] = await Promise.race([receiving, silence]).finally(() => clearTimeout(timer));
         return decoder.decode(data).replace(/\r?\n$/, "");
       },
+      closed: new Promise<void>(() => {}),
       close,
       [Symbol.dispose]: close,
     };
@@ -111,44 +126,110 @@ export async function connectTimestamp(
     ? await Deno.connect({ transport: "unix", path: options.path ?? TIMESTAMP_SOCKET_PATH })
     : await connectWithTimeout(hostname, port, DEFAULT_CONNECT_TIMEOUT_MS, options.tls);
   if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-  const buffer = new Uint8Array(64 * 1024);
-  let closed = false;
+  return streamClient(conn);
+}
+
+/** The longest reply line the client accepts. */
+export const TIMESTAMP_CLIENT_MAX_LINE_BYTES = 1024 * 1024;
+
+/** Reply lines: text up to each LF (LF and a CR before it removed), at most 1 MiB. */
+class ReplyLineDecoder implements FrameDecoder<string> {
+  readonly #queue = new ByteQueue();
+
+  decode(chunk: Uint8Array): string[] {
+    this.#queue.append(chunk);
+    const lines: string[] = [];
+    let nl: number;
+    while ((nl = this.#queue.findLineEnd(TIMESTAMP_CLIENT_MAX_LINE_BYTES, "reply line")) !== -1) {
+      lines.push(decoder.decode(this.#queue.take(nl + 1)).replace(/\r?\n$/, ""));
+    }
+    return lines;
+  }
+
+  end(): void {} // a reply cut short by the close is dropped with the connection
+}
+
+/**
+ * A TCP or Unix client: reads all the time, so a server that goes away is
+ * noticed at once, not at the next request.
+ */
+function streamClient(conn: Deno.Conn): TimestampClient {
+  const replies: string[] = [];
+  const waiting: (() => void)[] = [];
+  let ended = false;
+  const wake = () => {
+    for (const w of waiting.splice(0)) w();
+  };
+  const closed = (async () => {
+    try {
+      for await (const line of receiveFrames(new Connection(conn), new ReplyLineDecoder())) {
+        replies.push(line);
+        wake();
+      }
+    } finally {
+      ended = true;
+      wake();
+    }
+  })();
+  closed.catch(() => {}); // awaited by the session; a library user need not await it
+  let isClosed = false;
   const close = () => {
-    if (!closed) conn.close();
-    closed = true;
+    if (!isClosed) conn.close();
+    isClosed = true;
   };
   return {
     async request(line) {
-      await conn.write(encoder.encode(`${line}\n`));
-      let reply = "";
-      // The reply ends with the newline we sent; read until it arrives.
-      while (!reply.endsWith("\n")) {
-        const n = await conn.read(buffer);
-        if (n === null) throw new Deno.errors.ConnectionReset("The server closed the connection");
-        reply += decoder.decode(buffer.subarray(0, n), { stream: true });
+      await writeAll(conn, encoder.encode(`${line}\n`));
+      while (replies.length === 0) {
+        if (ended) throw new Deno.errors.ConnectionReset("The server closed the connection");
+        await new Promise<void>((r) => waiting.push(r));
       }
-      return reply.replace(/\r?\n$/, "");
+      return replies.shift()!;
     },
+    closed,
     close,
     [Symbol.dispose]: close,
   };
 }
 
-/** Runs the prompt loop: `> `, send, print the reply; stops at an empty line or end of input. */
-export async function runTimestampPrompt(
+/** The interactive help of the timestamp client. */
+export const TIMESTAMP_HELP: readonly string[] = [
+  "TEXT     send TEXT; the server sends it back with its time",
+  "/quit    leave (an empty line, Ctrl+D and Ctrl+C do too)",
+  "/help    this list",
+];
+
+/**
+ * Runs the prompt loop: `> `, send, print the reply; an empty line or the end
+ * of input quits. Ends at once when the server closes the connection.
+ */
+export function runTimestampPrompt(
   client: TimestampClient,
-  lines: AsyncIterable<string>,
-  screen: Screen = stdoutScreen,
-): Promise<void> {
-  screen.write("> ");
-  for await (const line of lines) {
-    if (line === "") break;
-    screen.write(`${await client.request(line)}\n> `);
-  }
+  out: ClientConsole,
+): Promise<SessionEnd> {
+  out.ready();
+  return runSession({
+    read: () => client.closed,
+    async type() {
+      for await (const line of out.lines()) {
+        if (line === "") return;
+        if (out.interactive && line.startsWith("/")) { // piped input is all data (SPEC.md 5)
+          const word = line.split(/\s/)[0];
+          if (word === "/quit") return;
+          if (word === "/help") out.printLines(TIMESTAMP_HELP);
+          else out.print([tone.error(`Unknown command ${word}: type /help`)]);
+          continue;
+        }
+        out.print(await client.request(line), { received: true });
+        out.ready();
+      }
+    },
+    close: () => client.close(),
+  });
 }
 
 /** The command-line interface of `clients/timestamp.ts`. */
-export const TIMESTAMP_CLIENT_COMMAND: CommandSpec = {
+export const TIMESTAMP_CLIENT_COMMAND: CommandSpec = withClientFlags({
   name: "clients/timestamp.ts",
   usage: "[--transport tcp|udp|unix] [--host HOST] [--port PORT] [--path PATH]",
   summary:
@@ -172,7 +253,7 @@ export const TIMESTAMP_CLIENT_COMMAND: CommandSpec = {
     ...TLS_CLIENT_FLAGS,
     help: { type: "boolean", description: "show this help and exit" },
   },
-};
+});
 
 /** Runs the client from command-line arguments. */
 export async function main(args: readonly string[]): Promise<void> {
@@ -180,8 +261,15 @@ export async function main(args: readonly string[]): Promise<void> {
     const transport = choiceValue(values.transport, "transport", TIMESTAMP_TRANSPORTS);
     const port = portValue(values.port);
     const host = String(values.host);
+    const where = transport === "unix" ? String(values.path) : `${host}:${port}`;
     const tls = tlsClientOptions(values);
     if (tls && transport !== "tcp") throw new UsageError("--tls needs --transport tcp");
+    const out = new ClientConsole({
+      ...consoleFlags(values),
+      prompt: "> ",
+      keepInput: true,
+      plain: { prompt: "> " },
+    });
     let client: TimestampClient;
     try {
       client = await connectTimestamp({
@@ -192,20 +280,21 @@ export async function main(args: readonly string[]): Promise<void> {
         tls,
       });
     } catch (error) {
-      const where = transport === "unix" ? String(values.path) : `${host}:${port}`;
-      console.error(
+      printError(
         `Unable to connect to ${where}: ${error instanceof Error ? error.message : error}`,
       );
       Deno.exit(1);
     }
+    let end: SessionEnd;
     try {
-      await runTimestampPrompt(client, readLines());
+      end = await runTimestampPrompt(client, out);
     } catch (error) {
-      console.error(`\n${error instanceof Error ? error.message : error}`);
-      Deno.exitCode = 1;
-    } finally {
-      client.close();
+      if (!(error instanceof Deno.errors.TimedOut)) throw error;
+      out.finish();
+      printError(`\n${error.message}`); // over UDP a server that is not there just never answers
+      Deno.exit(1);
     }
+    exitAfter(out, end, `Server at ${where} has disconnected`);
   });
 }
 

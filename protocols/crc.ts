@@ -271,37 +271,44 @@ export class CrcFrameDecoder implements FrameDecoder<CrcFrame> {
   /** Feeds bytes; returns the frames completed. */
   decode(chunk: Uint8Array): CrcFrame[] {
     this.#queue.append(chunk);
-    const out: CrcFrame[] = [];
-    while (this.#queue.length > 0) {
-      const view = this.#queue.view();
-      const type = view[0];
+    const view = this.#queue.view();
+    const base = this.#queue.consumed;
+    const starts: number[] = [];
+    let pos = 0;
+    while (pos < view.length) {
+      const type = view[pos];
       const header = HEADER_BYTES[type];
-      const offset = this.#queue.consumed;
       if (header === undefined) {
         throw new FrameError(`unknown message type 0x${type.toString(16).padStart(2, "0")}`, {
-          offset,
+          offset: base + pos,
         });
       }
-      if (view.length < header) break;
-      const data = new DataView(view.buffer, view.byteOffset, view.length);
+      if (view.length - pos < header) break;
       let total: number;
       if (type === CRC_TYPES.serverRegistration || type === CRC_TYPES.clientRegistration) {
-        total = 12 + view[9] + data.getUint16(10);
+        total = 12 + view[pos + 9] + u16At(view, pos + 10);
       } else {
-        const length = data.getUint32(header - 4);
+        const length = u32At(view, pos + header - 4);
         if (length > this.#maxContent) {
           throw new FrameTooLargeError(
             `declared length ${length} exceeds limit of ${this.#maxContent} bytes`,
-            {
-              offset,
-            },
+            { offset: base + pos },
           );
         }
         total = header + length;
       }
-      if (view.length < total) break;
-      const bytes = this.#queue.take(total);
-      out.push({ message: parse(bytes, offset), bytes });
+      if (view.length - pos < total) break;
+      starts.push(pos);
+      pos += total;
+    }
+    if (pos === 0) return [];
+    // One copy for every frame completed by this chunk (frames never alias the caller's buffer).
+    const block = view.slice(0, pos);
+    this.#queue.skip(pos);
+    const out: CrcFrame[] = new Array(starts.length);
+    for (let k = 0; k < starts.length; k++) {
+      const bytes = block.subarray(starts[k], k + 1 < starts.length ? starts[k + 1] : pos);
+      out[k] = { message: parse(bytes, base + starts[k]), bytes };
     }
     return out;
   }
@@ -318,7 +325,27 @@ export class CrcFrameDecoder implements FrameDecoder<CrcFrame> {
 }
 
 /** Decodes a name or info strictly: not UTF-8, or a control character, is a framing error. */
+/**
+ * Short printable ASCII (the common case) without a TextDecoder call, which
+ * costs more than the rest of a frame's decoding; undefined for anything else.
+ */
+function printableAscii(bytes: Uint8Array): string | undefined {
+  if (bytes.length > 256) return undefined;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i];
+    if (b < 0x20 || b > 0x7e) return undefined;
+  }
+  return String.fromCharCode.apply(null, bytes as unknown as number[]);
+}
+
+/** Decodes content: anything goes (invalid UTF-8 becomes U+FFFD). */
+function looseText(bytes: Uint8Array): string {
+  return printableAscii(bytes) ?? decoder.decode(bytes);
+}
+
 function strictText(bytes: Uint8Array, field: string, offset: number): string {
+  const ascii = printableAscii(bytes);
+  if (ascii !== undefined) return ascii;
   let text: string;
   try {
     text = strictDecoder.decode(bytes);
@@ -331,9 +358,16 @@ function strictText(bytes: Uint8Array, field: string, offset: number): string {
   return text;
 }
 
+function u16At(b: Uint8Array, at: number): number {
+  return (b[at] << 8) | b[at + 1];
+}
+
+function u32At(b: Uint8Array, at: number): number {
+  return b[at] * 0x1000000 + ((b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]);
+}
+
 function parse(bytes: Uint8Array, offset: number): CrcMessage {
-  const data = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
-  const text = (from: number, to: number) => decoder.decode(bytes.subarray(from, to));
+  const text = (from: number, to: number) => looseText(bytes.subarray(from, to));
   switch (bytes[0]) {
     case CRC_TYPES.serverRegistration:
     case CRC_TYPES.clientRegistration: {
@@ -342,8 +376,8 @@ function parse(bytes: Uint8Array, offset: number): CrcMessage {
         kind: bytes[0] === CRC_TYPES.serverRegistration
           ? "server_registration"
           : "client_registration",
-        source: data.getUint32(1),
-        lastHop: data.getUint32(5),
+        source: u32At(bytes, 1),
+        lastHop: u32At(bytes, 5),
         name: strictText(bytes.subarray(12, nameEnd), "name", offset),
         info: strictText(bytes.subarray(nameEnd), "info", offset),
       };
@@ -351,27 +385,27 @@ function parse(bytes: Uint8Array, offset: number): CrcMessage {
     case CRC_TYPES.status:
       return {
         kind: "status",
-        source: data.getUint32(1),
-        destination: data.getUint32(5),
-        code: data.getUint16(9),
+        source: u32At(bytes, 1),
+        destination: u32At(bytes, 5),
+        code: u16At(bytes, 9),
         content: text(15, bytes.length),
       };
     case CRC_TYPES.chat:
       return {
         kind: "chat",
-        source: data.getUint32(1),
-        destination: data.getUint32(5),
+        source: u32At(bytes, 1),
+        destination: u32At(bytes, 5),
         content: text(13, bytes.length),
       };
     case CRC_TYPES.serverQuit:
       return {
         kind: "server_quit",
-        source: data.getUint32(1),
-        replacement: data.getUint32(5),
+        source: u32At(bytes, 1),
+        replacement: u32At(bytes, 5),
         content: text(13, bytes.length),
       };
     default:
-      return { kind: "client_quit", source: data.getUint32(1), content: text(9, bytes.length) };
+      return { kind: "client_quit", source: u32At(bytes, 1), content: text(9, bytes.length) };
   }
 }
 

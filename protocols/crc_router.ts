@@ -161,6 +161,27 @@ interface Link {
   joining: boolean;
 }
 
+/**
+ * Small copies carved out of 64 KiB blocks: one ArrayBuffer per block instead
+ * of one per stored registration (allocating ArrayBuffers is what costs most).
+ */
+class Slab {
+  #block = new Uint8Array(0);
+  #used = 0;
+
+  copy(bytes: Uint8Array): Uint8Array {
+    if (bytes.length > 4096) return bytes.slice();
+    if (this.#used + bytes.length > this.#block.length) {
+      this.#block = new Uint8Array(64 * 1024);
+      this.#used = 0;
+    }
+    const out = this.#block.subarray(this.#used, this.#used + bytes.length);
+    out.set(bytes);
+    this.#used += bytes.length;
+    return out;
+  }
+}
+
 const zero = () => Object.fromEntries(CRC_KINDS.map((k) => [k, 0])) as Record<CrcKind, number>;
 
 /** The routing state machine of one CRC node. */
@@ -192,6 +213,7 @@ export class CrcRouter {
   #serverCount = 0;
   #ownRegistration: Uint8Array;
   #statusLog: string[] = [];
+  #slab = new Slab();
   #statusNext = 0;
 
   /** Makes a router for the node `options.id`; output goes to `out`. */
@@ -260,7 +282,7 @@ export class CrcRouter {
     const m = frame.message;
     this.counters.framesIn[m.kind]++;
     this.counters.bytesIn[m.kind] += frame.bytes.length;
-    if (l.role === "unowned") this.#unowned(l, m);
+    if (l.role === "unowned") this.#unowned(l, m, frame.bytes);
     else if (l.role === "client") this.#fromClient(l, m, frame.bytes);
     else this.#fromServer(l, m, frame.bytes);
   }
@@ -363,17 +385,17 @@ export class CrcRouter {
 
   // --- unowned links -------------------------------------------------------
 
-  #unowned(l: Link, m: CrcMessage): void {
-    if (l.joining) return this.#joinAnswer(l, m);
+  #unowned(l: Link, m: CrcMessage, bytes: Uint8Array): void {
+    if (l.joining) return this.#joinAnswer(l, m, bytes);
     if (m.kind === "server_registration" && (m.lastHop === 0 || m.lastHop === m.source)) {
       if (!this.#admissible(l, m)) return;
-      const host = this.#adopt(l, "server", m);
+      const host = this.#adopt(l, "server", m, bytes);
       if (m.lastHop === 0) this.#dump(l, host);
       return this.#flood(m.kind, host.wire, l, false);
     }
     if (m.kind === "client_registration" && m.lastHop === 0) {
       if (!this.#admissible(l, m)) return;
-      const host = this.#adopt(l, "client", m);
+      const host = this.#adopt(l, "client", m, bytes);
       this.#status(l.id, m.source, CRC_STATUS.welcome, CRC_TEXTS.welcome(m.name));
       let size = 0;
       for (const client of this.#clients.values()) size += client.wire.length;
@@ -387,11 +409,11 @@ export class CrcRouter {
   }
 
   /** The node this one dialled answers: its own registration (accepted) or a refusal. */
-  #joinAnswer(l: Link, m: CrcMessage): void {
+  #joinAnswer(l: Link, m: CrcMessage, bytes: Uint8Array): void {
     if (m.kind === "server_registration" && m.lastHop === m.source && m.source !== 0) {
       l.joining = false;
       if (!this.#admissible(l, m)) return;
-      this.#adopt(l, "server", m);
+      this.#adopt(l, "server", m, bytes);
       this.#out.event?.({ type: "joined", id: m.source, name: m.name });
       return this.#flood(m.kind, this.#hosts.get(m.source)!.wire, l, false);
     }
@@ -437,8 +459,8 @@ export class CrcRouter {
   }
 
   /** Makes `l` the link of a new adjacent host. */
-  #adopt(l: Link, kind: "server" | "client", m: CrcRegistration): Host {
-    const host = this.#record(l, kind, m);
+  #adopt(l: Link, kind: "server" | "client", m: CrcRegistration, bytes: Uint8Array): Host {
+    const host = this.#record(l, kind, m, bytes);
     l.role = kind;
     l.owner = host;
     (kind === "server" ? this.#adjacentServers : this.#adjacentClients).set(m.source, l);
@@ -446,15 +468,14 @@ export class CrcRouter {
     return host;
   }
 
-  #record(l: Link, kind: "server" | "client", m: CrcRegistration): Host {
-    const host: Host = {
-      id: m.source,
-      kind,
-      name: m.name,
-      info: m.info,
-      link: l,
-      wire: encodeCrc({ ...m, lastHop: this.id }),
-    };
+  #record(l: Link, kind: "server" | "client", m: CrcRegistration, bytes: Uint8Array): Host {
+    // The frame as this node forwards it: the same bytes with last_hop = this node.
+    const wire = this.#slab.copy(bytes);
+    wire[5] = this.id >>> 24;
+    wire[6] = (this.id >>> 16) & 0xff;
+    wire[7] = (this.id >>> 8) & 0xff;
+    wire[8] = this.id & 0xff;
+    const host: Host = { id: m.source, kind, name: m.name, info: m.info, link: l, wire };
     this.#hosts.set(host.id, host);
     if (kind === "client") this.#clients.set(host.id, host);
     else this.#serverCount++;
@@ -516,7 +537,7 @@ export class CrcRouter {
     switch (m.kind) {
       case "server_registration":
       case "client_registration":
-        return this.#forwardedRegistration(l, m);
+        return this.#forwardedRegistration(l, m, bytes);
       case "chat":
         if (this.#speaksFor(l, m)) this.#route(l, m, bytes);
         return;
@@ -528,10 +549,10 @@ export class CrcRouter {
     }
   }
 
-  #forwardedRegistration(l: Link, m: CrcRegistration): void {
+  #forwardedRegistration(l: Link, m: CrcRegistration, bytes: Uint8Array): void {
     if (!this.#speaksFor(l, m) || !this.#admissible(l, m)) return;
     const kind = m.kind === "server_registration" ? "server" : "client";
-    const host = this.#record(l, kind, m);
+    const host = this.#record(l, kind, m, bytes);
     this.#out.event?.({ type: "registered", kind, id: m.source, name: m.name });
     this.#flood(m.kind, host.wire, l, kind === "client");
   }

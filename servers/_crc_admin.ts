@@ -64,7 +64,7 @@ export function textReply(status: number, text: string): AdminReply {
  */
 export function serveAdmin(
   listener: Deno.Listener,
-  route: (method: string, path: string) => AdminReply,
+  route: (method: string, url: URL) => AdminReply,
   options: AdminOptions,
 ): Server {
   const idleMs = options.idleMs ?? ADMIN_IDLE_MS;
@@ -138,7 +138,7 @@ function head(status: number, type: string, connection: string, length?: number)
 /** One keep-alive connection: requests in, replies out, closed when idle. */
 async function session(
   conn: Deno.Conn,
-  route: (method: string, path: string) => AdminReply,
+  route: (method: string, url: URL) => AdminReply,
   idleMs: number,
   live: Set<Deno.Conn>,
 ): Promise<void> {
@@ -161,7 +161,7 @@ async function session(
         return;
       }
       const reply = request.method === "GET" || request.method === "HEAD"
-        ? route(request.method, request.path)
+        ? route(request.method, request.url)
         : textReply(405, "method not allowed\n");
       const keep = request.keepAlive ? "keep-alive" : "close";
       await writeAll(conn, head(reply.status, reply.type, keep));
@@ -209,7 +209,7 @@ function* batches(body: Iterable<string>): Generator<Uint8Array> {
 
 interface Request {
   method: string;
-  path: string;
+  url: URL;
   keepAlive: boolean;
 }
 
@@ -248,10 +248,12 @@ class HeadReader {
     if ((length !== undefined && length !== "0") || headers.has("transfer-encoding")) return "bad";
     const connection = headers.get("connection")?.toLowerCase();
     const keepAlive = m[3] === "1" ? connection !== "close" : connection === "keep-alive";
-    let path = m[2];
+    let url: URL;
     try {
-      path = new URL(m[2], "http://admin").pathname;
-    } catch { /* keep it as sent */ }
-    return { method: m[1], path, keepAlive };
+      url = new URL(m[2], "http://admin");
+    } catch {
+      return "bad";
+    }
+    return { method: m[1], url, keepAlive };
   }
 }

@@ -162,6 +162,9 @@ type Limits = Required<
  */
 const CLIENT_STALL_MS = 200;
 
+/** A link's frames are handled for at most about this long before others get a turn. */
+const TURN_BUDGET_MS = 2;
+
 /** Links whose queues are past a mark; while any are, readers wait on {@link Backlog.wait}. */
 class Backlog {
   readonly links = new Set<Link>();
@@ -222,6 +225,8 @@ class NodeShell {
   #maxContent?: number;
   #stallTimer: ReturnType<typeof setInterval>;
   #stopping = false;
+  #probe?: Promise<void>;
+  #probeArmedAt = 0;
   /** Waits for the answer of the node this one joins. */
   joinAnswer?: PromiseWithResolvers<void>;
 
@@ -314,6 +319,28 @@ class NodeShell {
     }
   }
 
+  /**
+   * Fairness: a link whose data keeps arriving would otherwise be read again
+   * and again within one event-loop turn (reads complete at once), starving
+   * accepts, other links and timers. Every 64 frames a link asks; the first
+   * asker arms a zero timer (the probe) and notes the time. If the probe has
+   * still not fired 2 ms later, the event loop has not turned: the asker waits
+   * for it. An idle loop fires the probe at once, so this costs nothing then.
+   */
+  #mustYield(): Promise<void> | undefined {
+    if (this.#probe === undefined) {
+      const probe = Promise.withResolvers<void>();
+      this.#probe = probe.promise;
+      this.#probeArmedAt = performance.now();
+      setTimeout(() => {
+        this.#probe = undefined;
+        probe.resolve();
+      }, 0);
+      return undefined;
+    }
+    return performance.now() - this.#probeArmedAt > TURN_BUDGET_MS ? this.#probe : undefined;
+  }
+
   /** Resolves when `link` may be read again (at once, mostly). */
   async #mayRead(link: Link): Promise<void> {
     while (!this.#stopping && !link.connection.closed) {
@@ -340,9 +367,11 @@ class NodeShell {
     this.router.open(link.id, { join });
     const decoder = new CrcFrameDecoder({ maxContentBytes: this.#maxContent });
     try {
+      let frames = 0;
       for await (const frame of receiveFrames(connection, decoder)) {
         this.router.receive(link.id, frame);
         if (this.clients.wait || this.servers.wait) await this.#mayRead(link);
+        if ((++frames & 63) === 0) await this.#mustYield();
       }
     } catch (error) {
       // Only the link this node dialled has no read policy: its framing errors arrive here.
@@ -573,14 +602,19 @@ function openAdmin(
   idleMs?: number,
 ): Server {
   const listener = listenTcp(at); // a failure is a one-line ListenError (SPEC 6.7)
-  return serveAdmin(listener, (_method, path) => adminRoute(shell, path), { logger, idleMs });
+  return serveAdmin(listener, (_method, url) => adminRoute(shell, url), { logger, idleMs });
 }
 
-function adminRoute(shell: NodeShell, path: string): AdminReply {
-  if (path === "/state") {
-    return { status: 200, type: "application/json", body: stateJson(shell) };
+function adminRoute(shell: NodeShell, url: URL): AdminReply {
+  if (url.pathname === "/state") {
+    const from = Number(url.searchParams.get("from") ?? 0);
+    const limit = Number(url.searchParams.get("limit") ?? Infinity);
+    if (!(Number.isInteger(from) && from >= 0 && limit >= 0)) {
+      return textReply(400, "from and limit are whole numbers\n");
+    }
+    return { status: 200, type: "application/json", body: stateJson(shell, from, limit) };
   }
-  if (path === "/metrics") {
+  if (url.pathname === "/metrics") {
     return { status: 200, type: "text/plain; version=0.0.4", body: [metricsText(shell)] };
   }
   return textReply(404, "not found: try GET /state or GET /metrics\n");
@@ -599,20 +633,24 @@ function stateOf(shell: NodeShell): CrcNodeState {
   };
 }
 
-/** `GET /state` as pieces of JSON, host by host: a large state is never built whole. */
-function* stateJson(shell: NodeShell): Generator<string> {
+/**
+ * `GET /state` as pieces of JSON, host by host: a large state is never built
+ * whole. `?from=N&limit=M` pages the hosts (the rest is always whole: the
+ * status log is at most 1000 entries of at most 1 KiB).
+ */
+function* stateJson(shell: NodeShell, from = 0, limit = Infinity): Generator<string> {
   const r = shell.router;
   const s = JSON.stringify;
   yield `{"id":${r.id},"name":${s(r.name)},"info":${s(r.info)},"hosts":[`;
-  let first = true;
+  let index = 0;
   for (const host of r.eachHost()) {
-    yield (first ? "" : ",") + s(host);
-    first = false;
+    if (index >= from + limit) break;
+    if (index++ >= from) yield (index - 1 > from ? "," : "") + s(host);
   }
   yield `],"adjacentServers":${s(r.adjacentServers())},"adjacentClients":${
     s(r.adjacentClients())
   },"statusLog":[`;
-  first = true;
+  let first = true;
   for (const text of r.statusLog()) {
     yield (first ? "" : ",") + s(text);
     first = false;

@@ -23,6 +23,8 @@
  * - An upgrade whose `Origin` is not this server's own origin (`http://` plus
  *   the `Host` header) is refused with 403. A request without `Origin` (not a
  *   browser) is accepted: the check protects browsers from other sites' pages.
+ *   Listening on loopback (the default), an upgrade must also name a loopback
+ *   host (`localhost`, `127.x.x.x`, `[::1]`), against DNS rebinding.
  * - Section 6 on WebSockets: connections per address and in total are counted
  *   per WebSocket; one over the limit gets `ERROR "too many connections from
  *   your address"` and is closed (code 1008). A text message over
@@ -195,6 +197,20 @@ export function sameOrigin(request: Request): boolean {
   return host !== null && (origin === `http://${host}` || origin === `https://${host}`);
 }
 
+const LOOPBACK_NAMES = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
+
+/**
+ * True unless this server listens on loopback only and the request names
+ * another host: a page of some other site whose name was made to resolve to
+ * 127.0.0.1 (DNS rebinding) is same-origin with itself, so the `Host` is what
+ * gives it away.
+ */
+export function hostAllowed(request: Request, listenHostname: string): boolean {
+  if (!LOOPBACK_NAMES.test(listenHostname) && listenHostname !== "::1") return true;
+  const host = (request.headers.get("host") ?? "").replace(/:\d+$/, "");
+  return LOOPBACK_NAMES.test(host);
+}
+
 /** Everything one bridged WebSocket needs from the server around it. */
 interface BridgeContext {
   im: { hostname: string; port: number };
@@ -236,8 +252,21 @@ class Bridge {
     this.socket = socket;
     this.#ctx = ctx;
     this.#peer = peer;
-    socket.onopen = () => this.#open();
-    socket.onmessage = (event) => this.#fromBrowser(event.data);
+    socket.onopen = () => {
+      this.#open().catch((error) => {
+        logger.error("WebSocket of {peer} failed: {error}", { peer, error: String(error) });
+        this.close(1011, "internal error");
+      });
+    };
+    socket.onmessage = (event) => {
+      try {
+        this.#fromBrowser(event.data);
+      } catch (error) {
+        // Nothing a browser sends may take the server down: this socket alone ends.
+        logger.error("WebSocket of {peer} failed: {error}", { peer, error: String(error) });
+        this.close(1011, "internal error");
+      }
+    };
     socket.onclose = () => {
       this.#socketClosed.resolve();
       this.#endIm(true);
@@ -312,19 +341,32 @@ class Bridge {
     const decoder = new ImLineDecoder({ maxLineBytes: 1024 * 1024 });
     try {
       for await (const chunk of im.chunks()) {
-        for (const line of decoder.decode(chunk)) {
-          const message = parseImLine(line);
-          if (message.command === "ONLINE_USERS") this.#setRegistered();
-          this.toBrowser(line);
-        }
+        for (const line of decoder.decode(chunk)) this.#forward(line);
       }
     } catch (error) {
-      if (!isFrameError(error) && !(error instanceof ImMessageError)) throw error;
-      logger.warn("Bad line from the IM server: {error}", { error: String(error) });
+      // A line over 1 MiB (the client-side limit) cannot be framed: this bridge ends.
+      logger.warn("IM link of {peer} failed: {error}", {
+        peer: this.#peer,
+        error: isFrameError(error) ? error.message : String(error),
+      });
     } finally {
       im.close();
       if (!this.#closed) this.close(1011, WEB_TEXTS.imClosed);
     }
+  }
+
+  /** Passes one line from the IM server on; one that does not parse is skipped, as clients do. */
+  #forward(line: string): void {
+    let command: string;
+    try {
+      command = parseImLine(line).command;
+    } catch (error) {
+      if (!(error instanceof ImMessageError)) throw error;
+      logger.debug("Skipping a line from the IM server: {error}", { error: error.message });
+      return;
+    }
+    if (command === "ONLINE_USERS") this.#setRegistered();
+    this.toBrowser(line);
   }
 
   #setRegistered(): void {
@@ -455,8 +497,9 @@ export function serveWeb(options: WebServerOptions = {}): WebServer {
   );
   const bridges = new Set<Bridge>();
   let stopping = false;
+  const listenHostname = options.hostname ?? "127.0.0.1";
   const http = Deno.serve({
-    hostname: options.hostname ?? "127.0.0.1",
+    hostname: listenHostname,
     port: options.port ?? WEB_PORT,
     ...(options.tls ? { cert: options.tls.cert, key: options.tls.key } : {}),
     onListen: () => {},
@@ -468,6 +511,10 @@ export function serveWeb(options: WebServerOptions = {}): WebServer {
       });
     }
     if (stopping) return textResponse(503, WEB_TEXTS.shuttingDown);
+    if (!hostAllowed(request, listenHostname)) {
+      logger.info("Refusing a WebSocket for host {host}", { host: request.headers.get("host") });
+      return textResponse(403, "WebSocket upgrades for another host name are refused");
+    }
     if (!sameOrigin(request)) {
       logger.info("Refusing a WebSocket from origin {origin}", {
         origin: request.headers.get("origin"),

@@ -311,9 +311,22 @@ export class Tmux {
     return new TextDecoder().decode(out.stdout);
   }
 
-  /** Starts `deno run <flags> <script> <args>` in a new 80x24 session named `name`. */
-  async start(name: string, script: string, args: string[], flags: string[]): Promise<void> {
+  /**
+   * Starts `deno run <flags> <script> <args>` in a new 80x24 session named
+   * `name`, with `env` added to its environment. When the program exits the
+   * pane shows `[exited CODE]` and stays open, so tests can read the code.
+   */
+  async start(
+    name: string,
+    script: string,
+    args: string[],
+    flags: string[],
+    options: { env?: Record<string, string> } = {},
+  ): Promise<void> {
     const root = new URL("..", import.meta.url).pathname;
+    const quote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`;
+    const env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${quote(v)}`);
+    const command = [Deno.execPath(), "run", "--quiet", ...flags, script, ...args].map(quote);
     await this.#run(
       "new-session",
       "-d",
@@ -325,12 +338,9 @@ export class Tmux {
       "24",
       "-c",
       root,
-      Deno.execPath(),
-      "run",
-      "--quiet",
-      ...flags,
-      script,
-      ...args,
+      "sh",
+      "-c",
+      `env ${env.join(" ")} ${command.join(" ")}; echo "[exited $?]"; exec cat >/dev/null`,
     );
   }
 
@@ -340,9 +350,44 @@ export class Tmux {
     await this.#run("send-keys", "-t", name, "Enter");
   }
 
+  /** Types `text` without pressing Enter. */
+  async typeText(name: string, text: string): Promise<void> {
+    await this.#run("send-keys", "-t", name, "-l", text);
+  }
+
+  /** Presses keys by tmux name (`Left`, `Home`, `C-a`, `BSpace`, `Up`, ...), one after another. */
+  async keys(name: string, ...keys: string[]): Promise<void> {
+    await this.#run("send-keys", "-t", name, ...keys);
+  }
+
+  /** The cursor's column and row. */
+  async cursor(name: string): Promise<{ x: number; y: number }> {
+    const [x, y] = (await this.#run("display-message", "-p", "-t", name, "#{cursor_x} #{cursor_y}"))
+      .trim().split(" ").map(Number);
+    return { x, y };
+  }
+
+  /** The pane's title (a program can set it with `ESC ] 0;...BEL`). */
+  async title(name: string): Promise<string> {
+    return (await this.#run("display-message", "-p", "-t", name, "#{pane_title}")).trim();
+  }
+
+  /** The screen with its colours and attributes as SGR escape codes (`capture-pane -e`). */
+  async styledScreen(name: string): Promise<string> {
+    return await this.#run("capture-pane", "-p", "-e", "-t", name);
+  }
+
+  /** Waits until the program in `name` has exited and returns its exit code. */
+  async exitCode(name: string, ms = 10000): Promise<number> {
+    const screen = await this.waitForLine(name, /^\[exited \d+\]$/, ms);
+    return Number(/^\[exited (\d+)\]$/.exec(screen.findLast((l) => /^\[exited/.test(l))!)![1]);
+  }
+
   /** The screen's non-empty lines, trailing spaces removed. */
   async screen(name: string): Promise<string[]> {
-    return (await this.#run("capture-pane", "-p", "-t", name)).split("\n").map((l) => l.trimEnd())
+    return (await this.#run("capture-pane", "-p", "-J", "-t", name)).split("\n").map((l) =>
+      l.trimEnd()
+    )
       .filter((l) => l !== "");
   }
 
@@ -406,5 +451,17 @@ export function fuzzDecoder(
       },
     ),
     { numRuns: options.runs ?? 1000 },
+  );
+}
+
+/** Typed lines as the bytes of a piped stdin (each line gets its `\n`). */
+export function typedInput(
+  lines: AsyncIterable<string> | Iterable<string>,
+): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  return ReadableStream.from(
+    (async function* () {
+      for await (const line of lines) yield encoder.encode(`${line}\n`);
+    })(),
   );
 }

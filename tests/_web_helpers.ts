@@ -97,7 +97,7 @@ export async function rawUpgrade(
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const lines = [
     "GET /ws HTTP/1.1",
-    `Host: 127.0.0.1:${port}`,
+    ...(headers.Host ? [] : [`Host: 127.0.0.1:${port}`]),
     "Upgrade: websocket",
     "Connection: Upgrade",
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",

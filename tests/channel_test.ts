@@ -12,12 +12,14 @@ import { FrameError } from "../protocols/errors.ts";
 import { CHANNEL_SERVER_TEXTS, listFrames } from "../protocols/channel.ts";
 import { serveChannel } from "../servers/channel.ts";
 import {
+  CHANNEL_HELP,
   CHANNEL_PROMPT,
   CHANNEL_WIPE,
   connectChannel,
   runChannelSession,
 } from "../clients/channel.ts";
-import { EntryProcess, Peer, portOf } from "./_helpers.ts";
+import { EntryProcess, Peer, portOf, typedInput, waitUntil } from "./_helpers.ts";
+import { bufferScreen, ClientConsole } from "../cli/console.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 const frame = encodeChannelFrame;
@@ -321,34 +323,56 @@ Deno.test("runChannelSession() overwrites the prompt with each message and refus
   await using server = serveChannel({ port: 0 });
   await using other = await client(server, "Kay");
   using alice = await connectChannel("Alice", "127.0.0.1", portOf(server.addr));
-  let screen = "";
+  const output = bufferScreen();
   const typed = Promise.withResolvers<void>();
   async function* lines() {
     yield "/create tas";
     yield "y".repeat(201);
+    yield "";
     await typed.promise;
   }
-  const session = runChannelSession(alice, {
-    host: "127.0.0.1",
-    port: 1,
-    lines: lines(),
-    screen: { write: (t) => screen += t },
+  const out = new ClientConsole({
+    interactive: false,
+    input: typedInput(lines()),
+    output,
+    plain: { prompt: CHANNEL_PROMPT, wipe: CHANNEL_WIPE, promptAfterLine: true },
   });
+  const session = runChannelSession(alice, { console: out });
+  await waitUntil(() => output.text.split(CHANNEL_PROMPT).length === 5, 3000, "three typed lines");
   await other.write(frame("/join tas"));
   await other.write(frame("Hi!"));
-  const deadline = Date.now() + 3000;
-  while (!screen.includes("[Kay] Hi!") && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await waitUntil(() => output.text.includes("[Kay] Hi!"), 3000, "Kay's chat");
   typed.resolve();
-  deepStrictEqual(await session, "eof");
+  deepStrictEqual(await session, { kind: "quit" });
   deepStrictEqual(
-    screen,
+    output.text,
     CHANNEL_PROMPT + CHANNEL_PROMPT +
-      "Message not sent: it is 201 bytes and a message is at most 200.\n" + CHANNEL_PROMPT +
+      `${CHANNEL_WIPE}Message not sent: it is 201 bytes and a message is at most 200.\n` +
+      CHANNEL_PROMPT + CHANNEL_PROMPT +
       `${CHANNEL_WIPE}Kay has joined\n${CHANNEL_PROMPT}` +
       `${CHANNEL_WIPE}[Kay] Hi!\n${CHANNEL_PROMPT}`,
   );
+});
+
+Deno.test("runChannelSession() sends no blank chat and answers /help itself", async () => {
+  await using server = serveChannel({ port: 0 });
+  await using kay = await client(server, "Kay");
+  await kay.write(frame("/create tas"));
+  await kay.write(frame("/list"));
+  deepStrictEqual(await kay.next(), "tas"); // Kay is in tas before Alice speaks
+  using alice = await connectChannel("Alice", "127.0.0.1", portOf(server.addr));
+  const output = bufferScreen();
+  const out = new ClientConsole({
+    interactive: false,
+    input: typedInput(["/join tas", "", "   ", "/help", "after"]),
+    output,
+    plain: { prompt: CHANNEL_PROMPT, wipe: CHANNEL_WIPE, promptAfterLine: true },
+  });
+  deepStrictEqual(await runChannelSession(alice, { console: out }), { kind: "quit" });
+  deepStrictEqual(await kay.next(), "Alice has joined");
+  deepStrictEqual(await kay.next(), "[Alice] after"); // no blank chat, no /help went out
+  ok(output.text.includes(`${CHANNEL_WIPE}${CHANNEL_HELP.join("\n")}\n${CHANNEL_PROMPT}`));
+  ok(!output.text.includes("not a valid control message"), output.text);
 });
 
 Deno.test("servers/channel.ts and clients/channel.ts end to end: positional port, prompt bytes, disconnect text", async () => {
@@ -369,7 +393,7 @@ Deno.test("servers/channel.ts and clients/channel.ts end to end: positional port
   deepStrictEqual(alice.output, "[Me] [Me] [Me] \r    \rtas\n[Me] ");
   deepStrictEqual((await server.stop("SIGINT")).code, 0);
   await alice.waitFor(/has disconnected/);
-  deepStrictEqual((await alice.exited()).code, 0);
+  deepStrictEqual((await alice.exited()).code, 1); // SPEC 7.2: the server closing is exit code 1
   ok(
     alice.output.endsWith(`\r    \rServer at 127.0.0.1:${port} has disconnected\n`),
     JSON.stringify(alice.output),

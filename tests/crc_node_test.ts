@@ -322,3 +322,23 @@ Deno.test("servers/crc_node.ts: a --name with a control character is a usage err
   deepStrictEqual((await node.exited()).code, 2);
   match(node.output, /--name contains a control character/);
 });
+
+Deno.test("serveCrcNode(): GET /state?from=N&limit=M pages the hosts", async () => {
+  await using node = await serveCrcNode({
+    id: 1,
+    port: 0,
+    admin: { hostname: "127.0.0.1", port: 0 },
+  });
+  await using a = await CrcClient.connect({ id: 101, username: "a", port: port(node) });
+  await using b = await CrcClient.connect({ id: 102, username: "b", port: port(node) });
+  await using _c = await CrcClient.connect({ id: 103, username: "c", port: port(node) });
+  await waitUntil(() => a.users.size === 2 && b.users.size === 2, 3000, "three clients");
+  const get = async (query: string) =>
+    await (await fetch(`http://127.0.0.1:${node.adminAddr!.port}/state${query}`)).json();
+  deepStrictEqual((await get("?from=1&limit=1")).hosts.map((h: { id: number }) => h.id), [102]);
+  deepStrictEqual((await get("?from=2")).hosts.map((h: { id: number }) => h.id), [103]);
+  deepStrictEqual((await get("")).hosts.length, 3);
+  const bad = await fetch(`http://127.0.0.1:${node.adminAddr!.port}/state?from=-1`);
+  deepStrictEqual(bad.status, 400);
+  await bad.body?.cancel();
+});

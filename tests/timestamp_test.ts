@@ -6,7 +6,8 @@ import {
 } from "../protocols/timestamp.ts";
 import { serveTimestamp } from "../servers/timestamp.ts";
 import { connectTimestamp, runTimestampPrompt } from "../clients/timestamp.ts";
-import { EntryProcess, portOf } from "./_helpers.ts";
+import { EntryProcess, portOf, typedInput } from "./_helpers.ts";
+import { bufferScreen, ClientConsole } from "../cli/console.ts";
 
 const fixed = () => new Date(2017, 10, 7, 10, 0, 0);
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -37,14 +38,21 @@ for (const transport of ["tcp", "udp", "unix"] as const) {
 Deno.test("runTimestampPrompt() shows '> ', prints replies and stops at an empty line", async () => {
   await using server = await serveTimestamp({ port: 0, clock: fixed });
   using client = await connectTimestamp({ port: portOf(server.addr) });
-  let screen = "";
-  async function* typed() {
+  function* typed() {
     yield "one";
     yield "two";
     yield "";
     yield "never sent";
   }
-  await runTimestampPrompt(client, typed(), { write: (t) => screen += t });
+  const output = bufferScreen();
+  const out = new ClientConsole({
+    interactive: false,
+    input: typedInput(typed()),
+    output,
+    plain: { prompt: "> " },
+  });
+  deepStrictEqual(await runTimestampPrompt(client, out), { kind: "quit" });
+  const screen = output.text;
   deepStrictEqual(
     screen,
     "> [Tue Nov  7 10:00:00 2017] one\n> [Tue Nov  7 10:00:00 2017] two\n> ",

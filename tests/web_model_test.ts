@@ -71,6 +71,20 @@ Deno.test("ChatModel own invitations open at once; others wait to be accepted; m
   deepStrictEqual([one.unread, model.conversations.get("2")!.unread, model.unread()], [2, 0, 2]);
 });
 
+Deno.test("ChatModel asks for members when someone comes or goes, and every 30 s otherwise", () => {
+  const model = new ChatModel();
+  model.register("alice", "online");
+  const t = (s: number) => new Date(at.getTime() + s * 1000);
+  model.receive('ONLINE_USERS {"alice":"online","bob":"online"}', { now: t(0) });
+  model.receive('INVITATION [1,"alice"]');
+  const asks = (line: string, s: number) => sends(model.receive(line, { now: t(s) }));
+  deepStrictEqual(asks('ONLINE_USERS {"alice":"online","bob":"away"}', 1), ["LIST_CONVERSATIONS"]);
+  deepStrictEqual(asks('ONLINE_USERS {"alice":"online","bob":"busy"}', 11), []);
+  deepStrictEqual(asks('ONLINE_USERS {"alice":"online"}', 12), ["LIST_CONVERSATIONS"]);
+  deepStrictEqual(asks('ONLINE_USERS {"alice":"online"}', 22), []);
+  deepStrictEqual(asks('ONLINE_USERS {"alice":"online"}', 42), ["LIST_CONVERSATIONS"]);
+});
+
 Deno.test("ChatModel member changes become notices; a lost connection ends every conversation", () => {
   const model = new ChatModel();
   model.register("alice", "online");

@@ -116,6 +116,14 @@ Deno.test("serveWeb() refuses WebSocket upgrades from another origin with 403", 
   const otherPort = await rawUpgrade(pair.webPort, { Origin: "http://127.0.0.1:1" });
   match(otherPort.head, /^HTTP\/1\.1 403 /);
   otherPort.conn.close();
+  // DNS rebinding: a page of another site whose name resolves to 127.0.0.1 is same-origin with
+  // itself, but names another host while this server listens on loopback.
+  const rebound = await rawUpgrade(pair.webPort, {
+    Host: `evil.example:${pair.webPort}`,
+    Origin: `http://evil.example:${pair.webPort}`,
+  });
+  match(rebound.head, /^HTTP\/1\.1 403 /);
+  rebound.conn.close();
   const refused = new WsPeer(`ws://127.0.0.1:${pair.webPort}/ws`, {
     origin: "http://evil.example",
   });
@@ -127,6 +135,13 @@ Deno.test("serveWeb() refuses WebSocket upgrades from another origin with 403", 
   });
   await using _tool = await WsPeer.open(pair.webPort);
   deepStrictEqual(pair.web.sockets(), 2);
+  // localhost is a loopback name like 127.0.0.1.
+  const local = await rawUpgrade(pair.webPort, {
+    Host: `localhost:${pair.webPort}`,
+    Origin: `http://localhost:${pair.webPort}`,
+  });
+  match(local.head, /^HTTP\/1\.1 101 /);
+  local.conn.close();
 });
 
 Deno.test("serveWeb() --max-per-ip: one socket too many gets the error and is closed; loopback is exempt by default", async () => {

@@ -209,8 +209,11 @@ function showSignIn(error = "") {
   ui.signOut.hidden = true;
   ui.signIn.hidden = false;
   ui.signInButton.disabled = false;
+  // A refused name: pick another. The server or the connection: try again.
+  const retry = /reach|closed|timed out|shutting down|too many|full|connection/i.test(error);
+  const text = visible(error).replace(/\.$/, "");
   ui.signInError.textContent = error
-    ? `${visible(error)}. Pick another name or try again.`.replace(/\.\. /, ". ")
+    ? `${text}. ${retry ? "Try again in a moment." : "Pick another name."}`
     : "";
   setConnection("Not signed in");
   ui.nameInput.focus();

@@ -102,6 +102,8 @@ export class ChatModel {
   /** @type {Map<string, string>} id to inviter */ invitations = new Map();
   /** @type {string | undefined} */ active = undefined;
   #epoch = 0;
+  #names = "";
+  #askedAt = 0;
   /** @type {string[][]} the names of our INVITEs, oldest first, until their INVITATION comes */
   #inviting = [];
 
@@ -153,10 +155,17 @@ export class ChatModel {
         this.signedIn = true;
         effects.unshift({ type: "signed-in" });
       }
-      // Members are not pushed by the server: ask whenever presence changes.
-      if ([...this.conversations.values()].some((c) => !c.ended)) {
+      // Members are not pushed by the server: ask when someone came or went (leaving the server
+      // leaves its conversations), and at most every 30 s otherwise (presence repeats every 10 s).
+      const names = Object.keys(this.online).sort().join("\n");
+      const stale = now.getTime() - this.#askedAt >= 30_000;
+      if (
+        (names !== this.#names || stale) && [...this.conversations.values()].some((c) => !c.ended)
+      ) {
+        this.#askedAt = now.getTime();
         effects.push({ type: "send", line: "LIST_CONVERSATIONS" });
       }
+      this.#names = names;
       return effects;
     }
     if (command === "ERROR" && typeof args === "string") {
