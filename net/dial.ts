@@ -114,7 +114,11 @@ async function startTlsWithin(
     } catch { /* closed */ }
     if (error instanceof TlsHandshakeError) throw error;
     const reason = error instanceof Error ? error.message : String(error);
-    const hint = /UnknownIssuer/.test(reason) ? " (does --ca name the CA that signed it?)" : "";
+    const hint = /UnknownIssuer/.test(reason)
+      ? " (does --ca name the CA that signed it?)"
+      : /CaUsedAsEndEntity/.test(reason)
+      ? " (the server's certificate is a CA's: make it with basicConstraints=critical,CA:FALSE)"
+      : "";
     throw new TlsHandshakeError(`TLS handshake failed: ${reason}${hint}`, { cause: error });
   } finally {
     clearTimeout(timer);

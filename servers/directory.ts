@@ -372,7 +372,8 @@ function startLiveness(bindings: Map<string, Binding>, options: DirectoryOptions
 }
 
 /**
- * Connects to a peer, sends `PING 0\n` and waits for a `PONG`, all within `timeoutMs`.
+ * Connects to a peer (with TLS when `tls` is given: `--tls`, `--ca`), sends `PING 0\n` and waits
+ * for a `PONG`, all within `timeoutMs`.
  *
  * @example
  * ```ts

@@ -28,8 +28,10 @@
  * - Section 6 on WebSockets: connections per address and in total are counted
  *   per WebSocket; one over the limit gets `ERROR "too many connections from
  *   your address"` and is closed (code 1008). A text message over
- *   `--max-message` bytes gets an `ERROR` and closes the socket (1009); a
- *   binary message closes it (1003). A browser that stops reading is dropped
+ *   `--max-message` bytes gets an `ERROR` and closes the socket (1009). A
+ *   message may also carry its LF, several lines, or UTF-8 bytes in a binary
+ *   frame (what `encodeIm()` gives); the bridge always sends text, one line a
+ *   message, without the LF. A browser that stops reading is dropped
  *   once more than `--max-queue` bytes wait for it (its IM session ends at
  *   once; the socket itself is released when the browser goes or the server
  *   stops, because a WebSocket close cannot be forced past a full send buffer).
@@ -71,6 +73,7 @@ import {
   TOO_MANY_FROM_ADDRESS,
 } from "../net/serve.ts";
 import { DEFAULT_REGISTER_TIMEOUT_MS } from "../net/framing.ts";
+import { listenError } from "../net/listen.ts";
 import {
   type CommandSpec,
   intValue,
@@ -97,7 +100,8 @@ export const WEB_PORT = 8080;
 export const WEB_TEXTS = {
   tooManyFromAddress: TOO_MANY_FROM_ADDRESS,
   tooManyConnections: SERVER_FULL,
-  binary: "binary messages are not supported; send IM lines as text",
+  binary: "this kind of message is not supported; send IM lines as text",
+  notUtf8: "a binary message must be UTF-8 text",
   tooLarge: (bytes: number, limit: number): string =>
     `Cannot decode frame: message of ${bytes} bytes exceeds limit of ${limit} bytes`,
   serverCommand: (command: string): string => `${command} is sent by the server, not by clients`,
@@ -222,6 +226,7 @@ interface BridgeContext {
 }
 
 const encoder = new TextEncoder();
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** UTF-8 length of a string, computed only when it could be over `limit`. */
 function overLimit(text: string, limit: number): number | undefined {
@@ -239,7 +244,7 @@ class Bridge {
   readonly done: Promise<void>;
   #ctx: BridgeContext;
   #im?: Connection;
-  #pending: string[] = [];
+  #pending: Uint8Array[] = [];
   #pendingBytes = 0;
   #registered = false;
   #registerTimer?: ReturnType<typeof setTimeout>;
@@ -331,7 +336,7 @@ class Bridge {
     }
     const im = new Connection(conn, { maxQueueBytes: this.#ctx.maxQueueBytes, logger });
     this.#im = im;
-    for (const line of this.#pending) im.send(encoder.encode(`${line}\n`));
+    for (const line of this.#pending) im.send(line);
     this.#pending = [];
     this.#imTask = this.#fromIm(im);
   }
@@ -374,16 +379,39 @@ class Bridge {
     clearTimeout(this.#registerTimer);
   }
 
+  /**
+   * One WebSocket message from the browser: one IM line, with or without its
+   * LF (several LF-separated lines are taken one by one), as text or as UTF-8
+   * bytes.
+   */
   #fromBrowser(data: unknown): void {
     if (this.#closed) return;
-    if (typeof data !== "string") return this.close(1003, WEB_TEXTS.binary);
-    const size = overLimit(data, this.#ctx.maxMessageBytes);
-    if (size !== undefined) {
-      return this.close(1009, WEB_TEXTS.tooLarge(size, this.#ctx.maxMessageBytes));
-    }
+    let text: string;
+    if (typeof data === "string") {
+      const size = overLimit(data, this.#ctx.maxMessageBytes);
+      if (size !== undefined) {
+        return this.close(1009, WEB_TEXTS.tooLarge(size, this.#ctx.maxMessageBytes));
+      }
+      text = data;
+    } else if (data instanceof ArrayBuffer) {
+      if (data.byteLength > this.#ctx.maxMessageBytes) {
+        return this.close(1009, WEB_TEXTS.tooLarge(data.byteLength, this.#ctx.maxMessageBytes));
+      }
+      try {
+        text = strictUtf8.decode(data);
+      } catch {
+        return this.error(WEB_TEXTS.notUtf8);
+      }
+    } else return this.close(1003, WEB_TEXTS.binary);
+    const lines = text.split("\n");
+    if (lines.length > 1 && lines.at(-1) === "") lines.pop();
+    for (const line of lines) this.#lineFromBrowser(line);
+  }
+
+  #lineFromBrowser(text: string): void {
     let message;
     try {
-      message = parseImLine(data);
+      message = parseImLine(text);
     } catch (error) {
       if (!(error instanceof ImMessageError)) throw error;
       return this.error(error.message);
@@ -399,7 +427,7 @@ class Bridge {
     // Still connecting to the IM server: keep the lines, within the same limit.
     this.#pendingBytes += line.length;
     if (this.#pendingBytes > this.#ctx.maxQueueBytes) return this.close(1008, WEB_TEXTS.tooSlow);
-    this.#pending.push(new TextDecoder().decode(line.subarray(0, line.length - 1)));
+    this.#pending.push(line);
   }
 
   /** Closes the IM side; `goodbye` sends GOODBYE first (the tab went away). */
@@ -452,6 +480,7 @@ function upgrade(
   bridges: Set<Bridge>,
 ): Response {
   const { socket, response } = Deno.upgradeWebSocket(request);
+  socket.binaryType = "arraybuffer";
   const refusal = admission.enter(address);
   if (refusal) {
     logger.info("Refusing a WebSocket from {address}: {refusal}", { address, refusal });
@@ -498,12 +527,20 @@ export function serveWeb(options: WebServerOptions = {}): WebServer {
   const bridges = new Set<Bridge>();
   let stopping = false;
   const listenHostname = options.hostname ?? "127.0.0.1";
-  const http = Deno.serve({
-    hostname: listenHostname,
-    port: options.port ?? WEB_PORT,
-    ...(options.tls ? { cert: options.tls.cert, key: options.tls.key } : {}),
-    onListen: () => {},
-  }, (request, info) => {
+  const port = options.port ?? WEB_PORT;
+  let http: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    http = Deno.serve({
+      hostname: listenHostname,
+      port,
+      ...(options.tls ? { cert: options.tls.cert, key: options.tls.key } : {}),
+      onListen: () => {},
+    }, handler);
+  } catch (error) {
+    throw listenError(error, formatHostPort(listenHostname, port));
+  }
+
+  function handler(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response {
     if (new URL(request.url).pathname !== "/ws") return serveFile(request);
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return textResponse(426, "this address takes WebSocket upgrades only", {
@@ -522,7 +559,7 @@ export function serveWeb(options: WebServerOptions = {}): WebServer {
       return textResponse(403, "WebSocket upgrades from another origin are refused");
     }
     return upgrade(request, info.remoteAddr.hostname, admission, ctx, bridges);
-  });
+  }
 
   let shutdownPromise: Promise<void> | undefined;
   const shutdown = () =>

@@ -94,3 +94,30 @@ export async function makeTestPki(): Promise<TestPki> {
     [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
   };
 }
+
+/**
+ * A self-signed localhost certificate in `dir` (`self.pem`, `self-key.pem`), as the README's
+ * one-command recipe makes it; with `asCa`, as plain `openssl req -x509` makes it (CA:TRUE).
+ */
+export async function makeSelfSigned(dir: string, asCa = false): Promise<TlsCertificate> {
+  await openssl(dir, [
+    "req",
+    "-x509",
+    ...EC,
+    "-keyout",
+    "self-key.pem",
+    "-out",
+    "self.pem",
+    "-days",
+    "825",
+    "-subj",
+    "/CN=localhost",
+    "-addext",
+    "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1",
+    ...(asCa ? [] : ["-addext", "basicConstraints=critical,CA:FALSE"]),
+  ]);
+  return {
+    cert: Deno.readTextFileSync(`${dir}/self.pem`),
+    key: Deno.readTextFileSync(`${dir}/self-key.pem`),
+  };
+}

@@ -17,7 +17,7 @@ import { serveStream } from "../net/serve.ts";
 import { tlsClientOptions, tlsServerFiles, UsageError } from "../cli/command.ts";
 import type { ImServerMessage } from "../protocols/im.ts";
 import { EntryProcess, portOf, waitUntil, within } from "./_helpers.ts";
-import { makeTestPki } from "./_tls.ts";
+import { makeSelfSigned, makeTestPki } from "./_tls.ts";
 import { WsPeer } from "./_web_helpers.ts";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 
@@ -371,6 +371,23 @@ Deno.test("A TLS client with the wrong CA, or against a plain server, fails with
   await rejects(
     connectTimestamp({ port: portOf(plainServer.addr), tls: pki.trust }),
     TlsHandshakeError,
+  );
+});
+
+Deno.test("A self-signed certificate is its own --ca; one openssl marks as a CA is refused with a hint", async () => {
+  await using pki = await makeTestPki();
+  const self = await makeSelfSigned(pki.dir);
+  await using server = await serveTimestamp({ port: 0, tls: self });
+  using client = await connectTimestamp({
+    port: portOf(server.addr),
+    tls: { caCerts: [self.cert] },
+  });
+  match(await client.request("self"), /\] self$/);
+  const asCa = await makeSelfSigned(pki.dir, true);
+  await using caServer = await serveTimestamp({ port: 0, tls: asCa });
+  await rejects(
+    connectTimestamp({ port: portOf(caServer.addr), tls: { caCerts: [asCa.cert] } }),
+    /CaUsedAsEndEntity.*basicConstraints=critical,CA:FALSE/,
   );
 });
 

@@ -4,7 +4,7 @@ import { deepStrictEqual, match, ok, throws } from "node:assert/strict";
 import { UsageError } from "../cli/command.ts";
 import { connectIm } from "../clients/im.ts";
 import { imAddress, WEB_CSP, WEB_TEXTS } from "../servers/web.ts";
-import { IM_TEXTS } from "../protocols/im.ts";
+import { encodeIm, IM_TEXTS } from "../protocols/im.ts";
 import { writeAll } from "../net/bytes.ts";
 import { EntryProcess, waitUntil } from "./_helpers.ts";
 import { maskedTextFrame, rawUpgrade, startPair, WsPeer } from "./_web_helpers.ts";
@@ -188,12 +188,18 @@ Deno.test("serveWeb() a message over --max-message gets the error and closes the
   await waitUntil(() => !("alice" in pair.im.onlineUsers()), 2000, "alice to go offline");
 });
 
-Deno.test("serveWeb() a binary message closes the socket", async () => {
+Deno.test("serveWeb() takes a line with its LF, several lines, or UTF-8 bytes (what encodeIm() gives)", async () => {
   await using pair = startPair();
-  await using alice = await signIn(pair.webPort, "alice");
-  alice.socket.send(new Uint8Array([1, 2, 3]));
-  deepStrictEqual(await alice.next(), error(WEB_TEXTS.binary));
-  deepStrictEqual((await alice.closedWithin()).code, 1003);
+  await using alice = await WsPeer.open(pair.webPort);
+  alice.socket.send(encodeIm({ command: "REGISTER", username: "alice", status: "online" }));
+  deepStrictEqual(await alice.next(), 'ONLINE_USERS {"alice":"online"}');
+  alice.send('INVITE ["alice"]\nLIST_CONVERSATIONS\n');
+  deepStrictEqual(await alice.next(), 'INVITATION [1,"alice"]');
+  match(await alice.next(), /^CONVERSATIONS /);
+  alice.socket.send(new Uint8Array([0x53, 0xff, 0x0a])); // not UTF-8
+  deepStrictEqual(await alice.next(), error(WEB_TEXTS.notUtf8));
+  alice.send("LIST_CONVERSATIONS"); // the socket is still there
+  match(await alice.next(), /^CONVERSATIONS /);
 });
 
 Deno.test("serveWeb() a browser that stops reading is dropped past --max-queue; the others go on", async () => {
@@ -291,7 +297,7 @@ Deno.test("servers/web.ts runs with only --allow-net: page, WebSocket to the IM 
   deepStrictEqual(await alice.next(), error(WEB_TEXTS.shuttingDown));
 });
 
-Deno.test("servers/web.ts --help lists every flag with its default; a bad --im exits 2", async () => {
+Deno.test("servers/web.ts --help lists every flag with its default; a bad --im exits 2, a port in use 1", async () => {
   const help = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--quiet", "--allow-net", "servers/web.ts", "--help"],
     cwd: new URL("..", import.meta.url),
@@ -314,4 +320,12 @@ Deno.test("servers/web.ts --help lists every flag with its default; a bad --im e
   await using bad = EntryProcess.start("servers/web.ts", ["--im", "nope"], ["--allow-net"]);
   deepStrictEqual((await bad.exited()).code, 2);
   match(bad.output, /--im must be HOST:PORT/);
+  // A port in use is one line naming the address, exit 1 (SPEC 6.7).
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = taken.addr.port;
+  await using busy = EntryProcess.start("servers/web.ts", ["--port", String(port)], [
+    "--allow-net",
+  ]);
+  deepStrictEqual((await busy.exited()).code, 1);
+  deepStrictEqual(busy.output, `127.0.0.1:${port} is already in use\n`);
 });
