@@ -23,11 +23,8 @@ Deno.test({
     await tmux.waitForLine("alice", "[Me]");
     await tmux.waitForLine("kay", "[Me]");
     await tmux.type("alice", "/create tas");
-    await waitUntil(
-      async () => (await tmux.screen("alice")).length === 2,
-      5000,
-      "alice's new prompt",
-    );
+    await tmux.type("alice", "/list"); // its answer proves the server has the channel
+    await tmux.waitForLine("alice", "tas");
     await tmux.type("kay", "/join tas");
     await tmux.waitForLine("alice", "Kay has joined");
     await tmux.type("kay", "Hi!");
@@ -37,6 +34,8 @@ Deno.test({
     // Each message replaced the prompt line it arrived on; a fresh prompt follows it.
     deepStrictEqual(await tmux.screen("alice"), [
       "[Me] /create tas",
+      "[Me] /list",
+      "tas",
       "Kay has joined",
       "[Kay] Hi!",
       "[Me] Hello!",
@@ -150,7 +149,7 @@ Deno.test({
     for (const name of ["env", "flag", "forced"]) {
       await tmux.waitForLine(name, "[Me]");
       await tmux.type(name, "/join tas");
-      await tmux.waitForLine(name, "[Me] /join tas");
+      deepStrictEqual(await kay.next(), `${name} has joined`); // the server has it
     }
     await kay.write(encodeChannelFrame("colour check"));
     await tmux.waitForLine("env", /^\d\d:\d\d \[Kay\] colour check$/);

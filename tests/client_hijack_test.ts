@@ -110,6 +110,8 @@ Deno.test("clients/channel.ts neutralises a peer's escape sequences and fake lin
   );
   await mallory.write(encodeChannelFrame("Mallory"));
   await mallory.write(encodeChannelFrame("/create den"));
+  await mallory.write(encodeChannelFrame("/list"));
+  deepStrictEqual(await mallory.next(), "den");
   const attack = async () => {
     while (await mallory.next(5000) !== "Alice has joined"); // (the tmux Alice's leave comes first)
     await mallory.write(encodeChannelFrame(`${TITLE}a ${HIDE}secret ${UP}${C1_BIDI}`));

@@ -45,6 +45,8 @@ Deno.test({
     await tmux.type("ann", "/invite ben");
     await tmux.waitForLine("ben", "[2] ann invites you: /accept 2");
     await tmux.type("ben", "/accept 2");
+    await tmux.type("ben", "/list"); // its answer proves the server has ben's JOIN
+    await tmux.waitForLine("ben", "[2] ann, ben");
     await tmux.waitForLine("ben", "[2]>");
     await tmux.type("ann", "in two");
     await tmux.waitForLine("ben", "[2] ann: in two");
@@ -53,9 +55,13 @@ Deno.test({
     await tmux.type("ben", "/leave 1");
     await tmux.waitForLine("ben", "[1] you left the conversation");
     await tmux.type("ben", "/list");
-    await tmux.waitForLine("ben", "[2] ann, ben");
-    const screen = await tmux.screen("ben");
-    deepStrictEqual(screen.slice(-3), ["[1] ann", "[2] ann, ben", "[2]>"]);
+    await waitUntil(
+      async () =>
+        JSON.stringify((await tmux.screen("ben")).slice(-3)) ===
+          JSON.stringify(["[1] ann", "[2] ann, ben", "[2]>"]),
+      10000,
+      "ben's list without conversation 1",
+    );
     // Inviting someone who is not online says so, and starts nothing.
     await tmux.type("ben", "/invite nobody");
     await tmux.waitForLine("ben", "! cannot invite nobody: not online");
@@ -98,6 +104,8 @@ Deno.test({
     await tmux.keys("ann", "Enter");
     await bobSees("INVITATION");
     await bob.write(encodeIm({ command: "JOIN", conversation: 1 }));
+    await bob.write(encodeIm({ command: "LIST_CONVERSATIONS" }));
+    await bobSees("CONVERSATIONS"); // the server has bob's JOIN
     await tmux.waitForLine("ann", "[1]>");
     await tmux.typeText("ann", "wrld");
     await tmux.keys("ann", "Home", "Right");

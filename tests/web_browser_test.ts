@@ -253,13 +253,15 @@ Deno.test({
 });
 
 Deno.test({
-  name: "web page: the IM server restarts; the page says so, signs in again by itself and chats",
+  name:
+    "web page: the IM server restarts, then the web server; the page says so, signs in again by itself and chats",
   ignore,
   async fn() {
     let im = serveIm({ port: 0, presenceIntervalMs: 0 });
     const imPort = portOf(im.addr);
-    await using web = serveWeb({ port: 0, im: { hostname: "127.0.0.1", port: imPort } });
-    const url = `http://127.0.0.1:${portOf(web.addr)}/`;
+    let web = serveWeb({ port: 0, im: { hostname: "127.0.0.1", port: imPort } });
+    const webPort = portOf(web.addr);
+    const url = `http://127.0.0.1:${webPort}/`;
     try {
       await using browser = await launchBrowser();
       const alice = await signIn(browser, url, "alice", "working");
@@ -296,7 +298,17 @@ Deno.test({
       await waitUntil(() => im.conversations()["1"]?.length === 2, 5000, "the new conversation");
       await say(alice, 1, "after the restart");
       deepStrictEqual(await waitForMessages(bob.page, 1, 1), ["alice: after the restart"]);
+
+      // The web server itself restarts: the same, through the new process's bridge.
+      await web.shutdown();
+      await waitForText(alice.page, "#connection", "Connection lost");
+      await waitUntil(() => Object.keys(im.onlineUsers()).length === 0, 5000, "both offline");
+      web = serveWeb({ port: webPort, im: { hostname: "127.0.0.1", port: imPort } });
+      await waitForText(alice.page, "#connection", "Reconnected as alice.");
+      await waitForText(bob.page, "#connection", "Reconnected as bob.");
+      deepStrictEqual(Object.keys(im.onlineUsers()).sort(), ["alice", "bob"]);
     } finally {
+      await web.shutdown();
       await im.shutdown();
     }
   },

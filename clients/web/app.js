@@ -309,6 +309,11 @@ function renderPeople() {
   ui.peopleCount.textContent = `(${names.length})`;
   for (const name of [...picked]) if (!(name in model.online)) picked.delete(name);
   reconcile(ui.people, names.map((name) => personItem(name)));
+  if (!ui.inviteHint.textContent?.startsWith("Tick at least")) {
+    ui.inviteHint.textContent = names.length > 1
+      ? "Tick the people to invite."
+      : "Nobody else is online yet.";
+  }
 }
 
 /**
