@@ -3,7 +3,8 @@
 # Eleven real node processes form a tree (all on CPU 0); the generator (CPU 1) attaches four
 # clients to each end of the longest path (S8 and S11, seven hops apart), so every chat crosses
 # the whole tree. Prints the generator's RESULT lines: convergence (every client knows every
-# other one), chats/s with a window of 8, and p50/p99 latency at a fixed 100 chats/s.
+# other one), chats/s with a window of 8, and p50/p99 latency at a fixed 100 chats/s; then one
+# node alone (CPU 0) with 8 clients (issue 14: one node's ceiling on the generator).
 # Loopback only; every run is bounded (-t, -s) and stops by itself.
 #
 #   bash bench/crc_load.sh [BASE_PORT]
@@ -33,3 +34,9 @@ echo "== 8 clients (4 on S8, 4 on S11), 2000 chats each across 7 hops, window 8"
 taskset -c 1 "$GEN" -a $((BASE + 8)):4 -a $((BASE + 11)):4 -b 5000 -m 2000 -w 8 -P half -L 64 -t 60 -s 10 -Q | grep RESULT
 echo "== the same clients at a fixed 100 chats/s (latency)"
 taskset -c 1 "$GEN" -a $((BASE + 8)):4 -a $((BASE + 11)):4 -b 6000 -m 100 -w 0 -r 100 -P half -L 64 -t 60 -s 10 -Q | grep RESULT
+
+echo "== one node alone, 8 clients, 20000 chats each, window 8"
+taskset -c 0 deno run --allow-net servers/crc_node.ts --id 99 --port $((BASE + 50)) --log-level warning &
+PIDS+=($!)
+wait_port $((BASE + 50))
+taskset -c 1 "$GEN" -a $((BASE + 50)):8 -b 7000 -m 20000 -w 8 -P half -L 64 -t 60 -s 10 -Q | grep RESULT

@@ -7,6 +7,7 @@
 
 import { writeAllSync } from "../net/bytes.ts";
 import { UsageError } from "./command.ts";
+import { visible } from "./render.ts";
 
 const encoder = new TextEncoder();
 
@@ -51,9 +52,12 @@ export const stdoutScreen: Screen = {
   },
 };
 
-/** Writes a line to stderr. */
+/**
+ * Writes a line to stderr, with its control characters made visible (it may
+ * quote what a server sent: an ERR text, a refusal, a frame error).
+ */
 export function printError(text: string): void {
-  writeAllSync(Deno.stderr, encoder.encode(`${text}\n`));
+  writeAllSync(Deno.stderr, encoder.encode(`${visible(text)}\n`));
 }
 
 /**

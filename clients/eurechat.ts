@@ -97,6 +97,7 @@ export class DirectoryClient {
     this.#loop = (async () => {
       try {
         for await (const message of receiveFrames(new Connection(conn), decoder)) {
+          if (message.type === "ERR") this.lastError = payloadText(message);
           this.#messages.push(message);
           this.#wake();
         }
@@ -135,6 +136,9 @@ export class DirectoryClient {
   #wake() {
     for (const w of this.#waiters.splice(0)) w();
   }
+
+  /** The text of the last `ERR` the directory sent (a directory ends the session after one). */
+  lastError?: string;
 
   /** The next message from the directory (ERR included); throws if the session ended. */
   async next(): Promise<EurechatMessage> {
@@ -358,8 +362,8 @@ export async function runEurechatSession(options: EurechatSessionOptions): Promi
           await directory.leave();
         } catch (error) {
           if (!(error instanceof DirectoryError)) throw error;
-          out.print([tone.error(`Directory: ${error.message}`)], { received: true });
-          await directory.close(); // the directory ends a session after ERR: so do we
+          // The directory ends a session after ERR, so do we; the exit line says why.
+          await directory.close();
           await new Promise(() => {}); // the reader reports the end
         }
       },
@@ -511,7 +515,12 @@ export async function main(args: readonly string[]): Promise<void> {
       peerTls: tls,
     });
     await listener.shutdown();
-    exitAfter(out, end, `The directory at ${dirHost}:${dirPort} closed the session`);
+    const why = directory.lastError;
+    exitAfter(
+      out,
+      end,
+      `The directory at ${dirHost}:${dirPort} closed the session${why ? `: ${why}` : ""}`,
+    );
   });
 }
 

@@ -140,6 +140,26 @@ export async function* receiveFrames<T>(
   connection: Connection,
   decoder: FrameDecoder<T>,
 ): AsyncGenerator<T, void, undefined> {
+  for await (const frames of receiveFrameBatches(connection, decoder)) {
+    for (const frame of frames) {
+      if (connection.ending) return;
+      yield frame;
+    }
+  }
+}
+
+/**
+ * {@link receiveFrames}, one read at a time: yields the frames each read
+ * completed, as one array (never empty), with the same policy and time
+ * limits. A server that handles a whole batch before it awaits anything lets
+ * every send queue flush once per batch instead of once per frame (the CRC
+ * node routes this way). The caller checks {@link Connection.ending} between
+ * frames if it may close the connection while handling a batch.
+ */
+export async function* receiveFrameBatches<T>(
+  connection: Connection,
+  decoder: FrameDecoder<T>,
+): AsyncGenerator<T[], void, undefined> {
   const conn = connection.conn;
   let buffer = new Uint8Array(INITIAL_READ_BYTES);
   while (!connection.ending) {
@@ -157,10 +177,7 @@ export async function* receiveFrames<T>(
       return await framingFailed(connection, error);
     }
     markProgress(connection, frames.length, decoder.buffered);
-    for (const frame of frames) {
-      if (connection.ending) return;
-      yield frame;
-    }
+    if (frames.length > 0) yield frames;
     if (n === buffer.length && buffer.length < MAX_READ_BYTES) {
       buffer = new Uint8Array(buffer.length * 2);
     }

@@ -92,7 +92,7 @@ export class ChannelCluster<M extends object> {
   entered(member: M, name: string, channel: string, created: boolean): void {
     const id = this.#idOf(member);
     if (created || !this.#stamps.has(channel)) {
-      this.#stamps.set(channel, [Date.now(), this.#cluster.id]);
+      this.#stamps.set(channel, [performance.timeOrigin + performance.now(), this.#cluster.id]);
     }
     this.#local.set(id, [name, channel]);
     this.#cluster.publish({ t: "enter", m: id, name, ch: channel, c: this.#stamp(channel) });
@@ -148,7 +148,8 @@ export class ChannelCluster<M extends object> {
   }
 
   #stamp(channel: string): Stamp {
-    return this.#stamps.get(channel) ?? [Date.now(), this.#cluster.id];
+    return this.#stamps.get(channel) ??
+      [performance.timeOrigin + performance.now(), this.#cluster.id];
   }
 
   #members(peer: string): Map<number, Mirrored<M>> {

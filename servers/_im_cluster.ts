@@ -127,7 +127,7 @@ export class ImCluster<U extends object> {
 
   /** A local user registered. */
   registered(name: string, status: string): void {
-    const at = Date.now();
+    const at = performance.timeOrigin + performance.now(); // wall clock, finer than 1 ms
     this.#local.set(name, at);
     this.#cluster.publish({ t: "reg", u: name, s: status, at });
   }

@@ -35,7 +35,7 @@ import { isFrameError } from "../protocols/errors.ts";
 import { Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
 import { connectWithTimeout, type TlsDialOptions } from "../net/dial.ts";
 import { formatAddr, formatHostPort } from "../net/address.ts";
-import { DEFAULT_REGISTER_TIMEOUT_MS, receiveFrames } from "../net/framing.ts";
+import { DEFAULT_REGISTER_TIMEOUT_MS, receiveFrameBatches } from "../net/framing.ts";
 import { listenTcp } from "../net/listen.ts";
 import { type Server, type ServerLimits, serveStream, type TlsCertificate } from "../net/serve.ts";
 import {
@@ -322,7 +322,7 @@ class NodeShell {
   /**
    * Fairness: a link whose data keeps arriving would otherwise be read again
    * and again within one event-loop turn (reads complete at once), starving
-   * accepts, other links and timers. Every 64 frames a link asks; the first
+   * accepts, other links and timers. After every 64 frames (or 16 KiB) a link asks; the first
    * asker arms a zero timer (the probe) and notes the time. If the probe has
    * still not fired 2 ms later, the event loop has not turned: the asker waits
    * for it. An idle loop fires the probe at once, so this costs nothing then.
@@ -367,11 +367,21 @@ class NodeShell {
     this.router.open(link.id, { join });
     const decoder = new CrcFrameDecoder({ maxContentBytes: this.#maxContent });
     try {
-      let frames = 0;
-      for await (const frame of receiveFrames(connection, decoder)) {
-        this.router.receive(link.id, frame);
+      // A whole read's frames are routed before anything is awaited: every queue flushes once.
+      let work = 0;
+      for await (const frames of receiveFrameBatches(connection, decoder)) {
+        for (const frame of frames) {
+          if (connection.closed) break;
+          this.router.receive(link.id, frame);
+          work += 1 + (frame.bytes.length >> 8);
+        }
         if (this.clients.wait || this.servers.wait) await this.#mayRead(link);
-        if ((++frames & 63) === 0) await this.#mustYield();
+        if (work >= 64) {
+          // Only a busy link asks (a flood), so ordinary traffic arms no timer.
+          work = 0;
+          const turn = this.#mustYield();
+          if (turn) await turn;
+        }
       }
     } catch (error) {
       // Only the link this node dialled has no read policy: its framing errors arrive here.

@@ -321,7 +321,7 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
               } else error(connection, IM_TEXTS.registerFirst);
               continue;
             }
-            await cluster?.before(message as ImClientMessage);
+            if (cluster) await cluster.before(message as ImClientMessage);
             const open = act(user, message);
             cluster?.after(user.name, message as ImClientMessage);
             if (!open) {

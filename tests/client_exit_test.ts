@@ -3,6 +3,11 @@
 import { deepStrictEqual, match, ok } from "node:assert/strict";
 import { serveCrcNode } from "../servers/crc_node.ts";
 import { serveIm } from "../servers/im.ts";
+import { serveDirectory } from "../servers/directory.ts";
+import { DirectoryClient } from "../clients/eurechat.ts";
+import { encodeEurechat } from "../protocols/eurechat.ts";
+import { encodeIm } from "../protocols/im.ts";
+import { writeAll } from "../net/bytes.ts";
 import { CrcClient } from "../clients/crc.ts";
 import { connectIm } from "../clients/im.ts";
 import { EntryProcess, portOf } from "./_helpers.ts";
@@ -147,4 +152,79 @@ Deno.test("clients: a server that is not there is exit 1 with one line", async (
     deepStrictEqual(code, 1, script);
     match(output, pattern, script);
   }
+});
+
+Deno.test("clients/eurechat.ts: a second login of the same name ends the first with exit 1 and the directory's reason", async () => {
+  await using directory = serveDirectory({
+    port: 0,
+    db: ":memory:",
+    hashCost: 4,
+    livenessIntervalMs: 0,
+  });
+  const port = String(portOf(directory.addr));
+  await using alice = EntryProcess.start(
+    "clients/eurechat.ts",
+    [
+      "--user",
+      "alice",
+      "--password",
+      "pw",
+      "--directory-port",
+      port,
+      "--keepalive",
+      "0.05",
+    ],
+    ["--allow-net"],
+    { stdin: true },
+  );
+  await alice.waitFor(/Logged in as alice/);
+  await using again = await DirectoryClient.connect("127.0.0.1", portOf(directory.addr));
+  await again.login("alice", "pw");
+  deepStrictEqual((await alice.exited()).code, 1);
+  match(
+    alice.output,
+    new RegExp(
+      `The directory at 127\\.0\\.0\\.1:${port} closed the session: logged in from another session\n$`,
+    ),
+  );
+});
+
+/** A server that answers the first bytes it gets with `reply` and then waits. */
+function answering(reply: Uint8Array) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const served = (async () => {
+    const conn = await listener.accept();
+    await conn.read(new Uint8Array(1024));
+    await writeAll(conn, reply);
+    await conn.read(new Uint8Array(1024)).catch(() => null); // until the client closes
+    conn.close();
+  })();
+  return { port: portOf(listener.addr), done: served.finally(() => listener.close()) };
+}
+
+Deno.test("connectIm() and DirectoryClient accept what a server may send at its caps (lines and payloads up to 1 MiB)", async () => {
+  const users: Record<string, string> = {};
+  for (let i = 0; i < 9000; i++) users[`user${i}`.padEnd(32, "x")] = "s".repeat(64);
+  const line = encodeIm({ command: "ONLINE_USERS", users });
+  ok(line.length > 900_000 && line.length < 1024 * 1024, String(line.length));
+  const im = answering(line);
+  {
+    using client = await connectIm("127.0.0.1", im.port);
+    await client.send({ command: "REGISTER", username: "me", status: "" });
+    const first = await client.messages().next();
+    deepStrictEqual(Object.keys((first.value as { users: object }).users).length, 9000);
+  }
+  await im.done;
+  const entries = Array.from(
+    { length: 20_000 },
+    (_, i) => `peer${i},127.0.0.1,${2000 + i % 60000}`,
+  );
+  const result = entries.join("\n");
+  ok(result.length > 65536 * 4, String(result.length));
+  const dir = answering(encodeEurechat("RESULT", [], result));
+  {
+    await using client = await DirectoryClient.connect("127.0.0.1", dir.port);
+    deepStrictEqual((await client.query()).length, 20_000);
+  }
+  await dir.done;
 });

@@ -335,3 +335,55 @@ Deno.test("cluster: an IM name taken on another instance is refused; free again 
   await dup.send({ command: "REGISTER", username: "alice", status: "x" });
   deepStrictEqual((await dup.next()).command, "ONLINE_USERS");
 });
+
+Deno.test("cluster: IM instances apart while NATS is down, whole again when it is back", async () => {
+  await using nats = await NatsServer.start();
+  await using servers = await imCluster(nats, 2);
+  await using alice = await imRegister(servers[0], "alice");
+  await using bob = await imRegister(servers[1], "bob");
+  const both = { alice: "online", bob: "online" };
+  for (const c of [alice, bob]) await onlineIs(c, both);
+  await alice.send({ command: "INVITE", users: ["bob"] });
+  const { conversation: id } = await nextNotPresence(alice) as { conversation: number };
+  await nextNotPresence(bob);
+  for (const c of [alice, bob]) await c.send({ command: "JOIN", conversation: id });
+  await waitUntil(() => servers.every((s) => s.conversations()[id]?.length === 2), 3000, "members");
+  await nats.stop();
+  await onlineIs(alice, { alice: "online" });
+  await onlineIs(bob, { bob: "online" });
+  deepStrictEqual(servers[0].conversations(), { [id]: ["alice"] });
+  // Each side gives the name carol away: the earlier registration keeps it after the healing.
+  await using carolA = await imRegister(servers[0], "carol");
+  await onlineIs(alice, { alice: "online", carol: "online" });
+  await using carolB = await imRegister(servers[1], "carol");
+  await onlineIs(bob, { bob: "online", carol: "online" });
+  await nats.restart();
+  const all = { alice: "online", bob: "online", carol: "online" };
+  await onlineIs(alice, all);
+  await onlineIs(bob, all);
+  deepStrictEqual(await nextNotPresence(carolB, 5000), {
+    command: "ERROR",
+    text: IM_TEXTS.nameTaken("carol"),
+  });
+  await carolB.closedByServer();
+  await waitUntil(() => servers.every((s) => s.conversations()[id]?.length === 2), 5000, "healed");
+  await bob.send({ command: "SEND_MESSAGE", conversation: id, message: "back" });
+  const back = { command: "MESSAGE", conversation: id, sender: "bob", message: "back" };
+  deepStrictEqual(await nextNotPresence(alice), back);
+  deepStrictEqual(await nextNotPresence(bob), back);
+  deepStrictEqual(servers[1].onlineUsers(), all);
+  await carolA.send({ command: "LIST_CONVERSATIONS" });
+  deepStrictEqual(await nextNotPresence(carolA), {
+    command: "CONVERSATIONS",
+    conversations: { [id]: ["alice", "bob"] },
+  });
+});
+
+Deno.test("servers/channel.ts and servers/im.ts refuse a --nats value that is no URL (exit 2)", async () => {
+  for (const script of ["servers/channel.ts", "servers/im.ts"]) {
+    await using p = EntryProcess.start(script, ["--port", "0", "--nats", "nowhere"], [
+      "--allow-net",
+    ]);
+    deepStrictEqual((await p.exited()).code, 2);
+  }
+});
