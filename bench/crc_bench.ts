@@ -5,7 +5,7 @@
  * - decoding: one copy per read for all the frames it completes, and printable
  *   ASCII names and contents without a TextDecoder call (group "crc decode");
  * - absorbing registrations over a server link: the forwarded frame is the
- *   received bytes with last_hop patched, stored in shared slabs, no re-encode,
+ *   received bytes with last_hop patched (no re-encode),
  *   O(1) per registration however many are known: the two cases of group
  *   "crc absorb" must stay close (group "crc absorb");
  * - routing chats one read at a time (group "crc route").

@@ -161,27 +161,6 @@ interface Link {
   joining: boolean;
 }
 
-/**
- * Small copies carved out of 64 KiB blocks: one ArrayBuffer per block instead
- * of one per stored registration (allocating ArrayBuffers is what costs most).
- */
-class Slab {
-  #block = new Uint8Array(0);
-  #used = 0;
-
-  copy(bytes: Uint8Array): Uint8Array {
-    if (bytes.length > 4096) return bytes.slice();
-    if (this.#used + bytes.length > this.#block.length) {
-      this.#block = new Uint8Array(64 * 1024);
-      this.#used = 0;
-    }
-    const out = this.#block.subarray(this.#used, this.#used + bytes.length);
-    out.set(bytes);
-    this.#used += bytes.length;
-    return out;
-  }
-}
-
 const zero = () => Object.fromEntries(CRC_KINDS.map((k) => [k, 0])) as Record<CrcKind, number>;
 
 /** The routing state machine of one CRC node. */
@@ -213,7 +192,6 @@ export class CrcRouter {
   #serverCount = 0;
   #ownRegistration: Uint8Array;
   #statusLog: string[] = [];
-  #slab = new Slab();
   #statusNext = 0;
 
   /** Makes a router for the node `options.id`; output goes to `out`. */
@@ -470,7 +448,8 @@ export class CrcRouter {
 
   #record(l: Link, kind: "server" | "client", m: CrcRegistration, bytes: Uint8Array): Host {
     // The frame as this node forwards it: the same bytes with last_hop = this node.
-    const wire = this.#slab.copy(bytes);
+    // Its own copy: a shared slab would let one long-lived host pin a whole block.
+    const wire = bytes.slice();
     wire[5] = this.id >>> 24;
     wire[6] = (this.id >>> 16) & 0xff;
     wire[7] = (this.id >>> 8) & 0xff;

@@ -341,14 +341,24 @@ class NodeShell {
     return performance.now() - this.#probeArmedAt > TURN_BUDGET_MS ? this.#probe : undefined;
   }
 
-  /** Resolves when `link` may be read again (at once, mostly). */
+  /**
+   * Resolves when `link` may be read again (at once, mostly). Unregistered
+   * links are never paused. While a link waits, the node is not reading it, so
+   * its frame clock (`--frame-timeout`) is stopped and starts again afterwards.
+   */
   async #mayRead(link: Link): Promise<void> {
-    while (!this.#stopping && !link.connection.closed) {
-      const wait = this.clients.wait ??
-        (this.router.roleOf(link.id) === "client" ? this.servers.wait : undefined);
-      if (wait === undefined) return;
+    const c = link.connection;
+    const partial = c.frameStartedAt >= 0;
+    while (!this.#stopping && !c.closed) {
+      const role = this.router.roleOf(link.id);
+      const wait = role === "unowned"
+        ? undefined
+        : this.clients.wait ?? (role === "client" ? this.servers.wait : undefined);
+      if (wait === undefined) break;
+      c.frameStartedAt = -1;
       await wait;
     }
+    if (partial) c.frameStartedAt = performance.now();
   }
 
   /** Runs one link until it closes. */
@@ -367,21 +377,21 @@ class NodeShell {
     this.router.open(link.id, { join });
     const decoder = new CrcFrameDecoder({ maxContentBytes: this.#maxContent });
     try {
-      // A whole read's frames are routed before anything is awaited: every queue flushes once.
+      // A read's frames are routed before anything is awaited (so every queue flushes once), unless
+      // the link has kept the event loop for 2 ms.
       let work = 0;
       for await (const frames of receiveFrameBatches(connection, decoder)) {
         for (const frame of frames) {
           if (connection.closed) break;
           this.router.receive(link.id, frame);
           work += 1 + (frame.bytes.length >> 8);
-        }
-        if (this.clients.wait || this.servers.wait) await this.#mayRead(link);
-        if (work >= 64) {
-          // Only a busy link asks (a flood), so ordinary traffic arms no timer.
+          if (work < 64) continue;
+          // Only a busy link asks (64 frames or 16 KiB since it last did): ordinary traffic arms no timer.
           work = 0;
           const turn = this.#mustYield();
           if (turn) await turn;
         }
+        if (this.clients.wait || this.servers.wait) await this.#mayRead(link);
       }
     } catch (error) {
       // Only the link this node dialled has no read policy: its framing errors arrive here.
@@ -478,21 +488,7 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
     const problem = crcTextProblem(text, max);
     if (problem) throw new RangeError(`the node's ${field} ${problem}`);
   }
-  const shell = new NodeShell(
-    (out) =>
-      new CrcRouter({ id, name, info, maxHosts: options.maxHosts }, {
-        send: (link, kind, bytes) => out.send(link, kind, bytes),
-        reserve: (link, bytes) => out.reserve(link, bytes),
-        close: (link, reason) => out.close(link, reason),
-        event: (event) => logEvent(out, event),
-      }),
-    {
-      maxQueueBytes: options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES,
-      linkHighWaterBytes: options.linkHighWaterBytes ?? CRC_LINK_HIGH_WATER_BYTES,
-      linkStallTimeoutMs: options.linkStallTimeoutMs ?? CRC_LINK_STALL_MS,
-    },
-    options.maxContentBytes,
-  );
+  const shell = makeShell(options, id, name, info);
   const connectionOptions = { logger, maxQueueBytes: options.maxQueueBytes };
   let listener: Server | undefined;
   let admin: Server | undefined;
@@ -507,20 +503,7 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
       await admin?.shutdown();
     })();
   try {
-    listener = serveStream(
-      {
-        hostname: options.hostname ?? "127.0.0.1",
-        port: options.port ?? CRC_PORT,
-        tls: options.tls,
-      },
-      (connection) => shell.run(connection),
-      {
-        ...options,
-        logger,
-        registerTimeoutMs: options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS,
-        onFrameError: (error, connection) => shell.frameError(error, connection),
-      },
-    );
+    listener = listenNode(options, shell);
     logger.info("Listening on {addr} as node {id} ({name})", {
       id,
       name,
@@ -549,6 +532,39 @@ export async function serveCrcNode(options: CrcNodeOptions = {}): Promise<CrcNod
     state: () => stateOf(shell),
     metrics: () => metricsText(shell),
   };
+}
+
+/** The router and its shell, wired together. */
+function makeShell(options: CrcNodeOptions, id: number, name: string, info: string): NodeShell {
+  return new NodeShell(
+    (out) =>
+      new CrcRouter({ id, name, info, maxHosts: options.maxHosts }, {
+        send: (link, kind, bytes) => out.send(link, kind, bytes),
+        reserve: (link, bytes) => out.reserve(link, bytes),
+        close: (link, reason) => out.close(link, reason),
+        event: (event) => logEvent(out, event),
+      }),
+    {
+      maxQueueBytes: options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES,
+      linkHighWaterBytes: options.linkHighWaterBytes ?? CRC_LINK_HIGH_WATER_BYTES,
+      linkStallTimeoutMs: options.linkStallTimeoutMs ?? CRC_LINK_STALL_MS,
+    },
+    options.maxContentBytes,
+  );
+}
+
+/** The node's port: every accepted link runs in the shell, under the shared limits. */
+function listenNode(options: CrcNodeOptions, shell: NodeShell): Server {
+  return serveStream(
+    { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? CRC_PORT, tls: options.tls },
+    (connection) => shell.run(connection),
+    {
+      ...options,
+      logger,
+      registerTimeoutMs: options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS,
+      onFrameError: (error, connection) => shell.frameError(error, connection),
+    },
+  );
 }
 
 /** Dials the node to join, registers, and waits for its answer; resolves with the link's task. */

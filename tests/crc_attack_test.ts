@@ -278,11 +278,14 @@ Deno.test("crc_node: --max-hosts refuses registrations past the cap", async () =
 });
 
 Deno.test("crc_node: a server link whose peer stops reading is dropped after --link-stall-timeout; the paused client is read again", async () => {
+  // The flooder is paused longer than --frame-timeout: the pause is the node's, not a slow frame.
   await using hub = await startNode(1, [
     "--link-high-water",
     "65536",
     "--link-stall-timeout",
-    "0.5",
+    "1",
+    "--frame-timeout",
+    "0.3",
   ]);
   // A server neighbour that registers one client behind it and then never reads.
   const sleeper = await Deno.connect({ hostname: "127.0.0.1", port: hub.port });
@@ -309,7 +312,7 @@ Deno.test("crc_node: a server link whose peer stops reading is dropped after --l
       "the quit of the host behind the stalled link",
     );
     await within(writing, 20000, "the node to read the flooder again");
-    match(hub.process.output, /no progress for 0\.5 s/);
+    match(hub.process.output, /no progress for 1 s/);
     deepStrictEqual((await hub.state()).adjacentServers, []);
   } finally {
     sleeper.close();

@@ -347,6 +347,13 @@ Deno.test({
     });
     deepStrictEqual(ran, "no");
     deepStrictEqual(alice.dialogs, []);
+    // A message too long for the bridge is not sent (it would close the socket): the page says so.
+    await alice.page.$eval("#message-1", (e) => (e as any).value = "€".repeat(30_000));
+    await alice.page.focus("#message-1");
+    await alice.page.keyboard.press("Enter");
+    await waitForText(alice.page, "#notice", "too long to send (90019 bytes");
+    deepStrictEqual(await alice.page.$eval("#message-1", (e) => (e as any).value.length), 30_000);
+    deepStrictEqual(pair.web.sockets(), 1);
     deepStrictEqual(alice.errors, []);
   },
 });

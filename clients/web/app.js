@@ -86,9 +86,23 @@ function notify(text) {
   ui.notice.textContent = text;
 }
 
-/** @param {string} line */
+/** The bridge's default `--max-message`: a longer line would close the socket. */
+const MAX_LINE_BYTES = 64 * 1024;
+const utf8 = new TextEncoder();
+
+/**
+ * Sends one line; false (and a notice) when it is too long to send.
+ * @param {string} line
+ * @returns {boolean}
+ */
 function send(line) {
+  const bytes = utf8.encode(line).length;
+  if (bytes > MAX_LINE_BYTES) {
+    notify(`That is too long to send (${bytes} bytes; at most ${MAX_LINE_BYTES}).`);
+    return false;
+  }
   if (socket?.readyState === WebSocket.OPEN) socket.send(line);
+  return true;
 }
 
 function connect() {
@@ -198,7 +212,8 @@ function signedIn() {
   setComposersEnabled(true);
   renderAll();
   if (!ui.chat.contains(document.activeElement)) {
-    /** @type {HTMLElement | null} */ (ui.people.querySelector("input"))?.focus();
+    // The first person to pick, or (nobody else online yet) the status field.
+    /** @type {HTMLElement} */ (ui.people.querySelector("input") ?? ui.statusInput).focus();
   }
 }
 
@@ -493,7 +508,6 @@ function panelOf(id) {
   const input = el("textarea", {
     id: `message-${id}`,
     rows: "1",
-    maxlength: "16000",
     placeholder: "Write a message",
     "aria-label": `Message to conversation ${label}`,
     autocomplete: "off",
@@ -507,8 +521,7 @@ function panelOf(id) {
     event.preventDefault();
     const text = textarea.value;
     if (text.trim() === "" || model.conversations.get(id)?.ended) return;
-    send(encodeLine("SEND_MESSAGE", [Number(id), text]));
-    textarea.value = "";
+    if (send(encodeLine("SEND_MESSAGE", [Number(id), text]))) textarea.value = "";
   });
   textarea.addEventListener("keydown", (event) => {
     // Enter sends, Shift+Enter makes a new line.
