@@ -89,7 +89,7 @@ export class ImCluster<U extends object> {
   /** The id a local INVITE claimed; the id of a peer's INVITE being replayed; the last id used. */
   #reserved?: number;
   #replaying?: number;
-  #taken = 0;
+  #taken?: number;
   #logger: Logger;
 
   /** Connects to NATS in the background. */
@@ -149,6 +149,7 @@ export class ImCluster<U extends object> {
       ((message.command === "JOIN" || message.command === "SEND_MESSAGE" ||
         message.command === "LEAVE") && !t.hasConversation(Number(message.conversation)));
     if (unknown) await this.#cluster.sync();
+    this.#taken = undefined;
     if (message.command !== "INVITE") return;
     let id = this.#next;
     for (let tries = 0; tries < 5 && !(await this.#cluster.claim(`c:${id}`)); tries++) {
@@ -162,7 +163,7 @@ export class ImCluster<U extends object> {
     const id = this.#replaying ?? this.#reserved ?? this.#next;
     if (this.#replaying === undefined) this.#reserved = undefined;
     this.#next = Math.max(this.#next, id + 1);
-    this.#taken = id;
+    if (this.#replaying === undefined) this.#taken = id;
     return id;
   }
 
@@ -170,7 +171,10 @@ export class ImCluster<U extends object> {
   after(name: string, message: ImClientMessage): void {
     if (!REPLAYED.has(message.command)) return;
     if (message.command === "INVITE") {
+      // An INVITE the server refused (a limit) created no conversation: nothing to replay.
       const id = this.#taken;
+      this.#taken = undefined;
+      if (id === undefined) return;
       const users = this.#target.invited(id).filter((u) => u !== name);
       this.#cluster.publish({ t: "do", u: name, m: { command: "INVITE", users }, id });
     } else this.#cluster.publish({ t: "do", u: name, m: message });
