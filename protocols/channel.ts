@@ -257,24 +257,64 @@ export const MAX_CHANNEL_BYTES = 64;
 export const CHANNEL_SERVER_TEXTS = {
   emptyName: "A name is required: the first message must be your name.",
   nameTooLong: `Names are at most ${MAX_NAME_BYTES} bytes.`,
+  /** SPEC 6.3: the name would reach other people with control characters, or is not UTF-8. */
+  badName: "Names must be valid UTF-8 with no control characters: send another name.",
   channelTooLong: `Channel names are at most ${MAX_CHANNEL_BYTES} bytes.`,
+  /** SPEC 6.3, for `/create` and `/join`. */
+  badChannelName: "Channel names must be valid UTF-8 with no control characters.",
   chatTooLong: (bytes: number): string =>
     `Message not sent: with your name it is ${bytes} bytes, and a message is at most ${CHANNEL_FRAME_BYTES}.`,
+  /** Sent before closing a connection that gave no usable name within `--register-timeout`. */
+  nameTimeout: (seconds: number): string => `No name received within ${seconds} seconds: closing.`,
+  /** The last frame of a `/list` reply that was cut to fit the asker's send queue. */
+  listCapped: (more: number): string =>
+    `...and ${more} more channels (the list is cut to fit your send queue)`,
 } as const;
 
-/** The `/list` reply: names joined by `\n`, in as many frames as they need (one, usually). */
-export function listFrames(names: readonly string[]): Uint8Array[] {
-  const frames: Uint8Array[] = [];
+/** Options of {@link listFrames}. */
+export interface ListFramesOptions {
+  /**
+   * Most frames the reply may take, the note that it was cut included
+   * (no limit when absent; at least 2 are always allowed).
+   */
+  maxFrames?: number;
+}
+
+/**
+ * The `/list` reply: names joined by `\n`, in as many frames as they need
+ * (one, usually), split between names. With `maxFrames`, names that do not
+ * fit are left out and the last frame is {@link CHANNEL_SERVER_TEXTS.listCapped}.
+ *
+ * @example
+ * ```ts
+ * import { decodeChannelFrame, listFrames } from "./channel.ts";
+ * console.assert(decodeChannelFrame(listFrames(["a", "b"])[0]) === "a\nb");
+ * const names = Array.from({ length: 100 }, (_, i) => `room-${i}`);
+ * const capped = listFrames(names, { maxFrames: 3 }).map(decodeChannelFrame);
+ * console.assert(capped.length === 3 && capped[2].startsWith("...and "));
+ * ```
+ */
+export function listFrames(
+  names: readonly string[],
+  options: ListFramesOptions = {},
+): Uint8Array[] {
+  const maxFrames = Math.max(2, options.maxFrames ?? Infinity);
+  const frames: string[] = [];
   let current = "";
+  let listed = 0;
   for (const name of names) {
     const candidate = current === "" ? name : `${current}\n${name}`;
     if (current !== "" && channelTextBytes(candidate) > CHANNEL_FRAME_BYTES) {
-      frames.push(encodeChannelFrame(current));
+      // `current` is full. If it and the note would be the last two frames, stop here.
+      if (frames.length + 2 >= maxFrames) break;
+      frames.push(current);
       current = name;
     } else {
       current = candidate;
     }
+    listed++;
   }
-  frames.push(encodeChannelFrame(current));
-  return frames;
+  frames.push(current);
+  if (listed < names.length) frames.push(CHANNEL_SERVER_TEXTS.listCapped(names.length - listed));
+  return frames.map(encodeChannelReply);
 }

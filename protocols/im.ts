@@ -20,9 +20,24 @@
  */
 
 import { assertNoPartialFrame, ByteQueue, type FrameDecoder } from "./frames.ts";
+import { isSafeName } from "./names.ts";
 
-/** Default limit of one line, in bytes (without the LF). */
+/** Default limit of one line a server accepts from a client, in bytes (without the LF). */
 export const IM_MAX_LINE_BYTES = 64 * 1024;
+
+/**
+ * Longest line Parley's IM client accepts from a server (SPEC 6.4), and so
+ * the longest line a server may send. At the default caps the biggest
+ * ONLINE_USERS (5,000 users, every name and status at its limit and every
+ * byte escaped) is about 990,000 bytes: it fits.
+ */
+export const IM_CLIENT_MAX_LINE_BYTES = 1024 * 1024;
+
+/** Longest user name, in UTF-8 bytes (SPEC 6.3). */
+export const IM_MAX_USERNAME_BYTES = 32;
+
+/** Longest status, in UTF-8 bytes (SPEC 6.3). */
+export const IM_MAX_STATUS_BYTES = 64;
 
 /** A conversation id as it travels: servers send integers; strings of digits are accepted too. */
 export type ConversationId = number | string;
@@ -239,10 +254,12 @@ export function parseImLine(line: string): ImMessage {
       const [username, status] = expectArray(
         command,
         args,
-        "[username, status] (two strings, a non-empty username without spaces)",
-        (a) => a.length === 2 && isString(a[0]) && /^\S+$/.test(a[0]) && isString(a[1]),
-      );
-      return { command, username: username as string, status: status as string };
+        "[username, status] (two strings)",
+        (a) => a.length === 2 && isString(a[0]) && isString(a[1]),
+      ) as string[];
+      if (!isUsername(username)) throw new ImMessageError(IM_TEXTS.badUsername);
+      if (!isStatus(status)) throw new ImMessageError(IM_TEXTS.badStatus);
+      return { command, username, status };
     }
     case "STATUS": {
       const [status] = expectArray(
@@ -250,8 +267,9 @@ export function parseImLine(line: string): ImMessage {
         args,
         "[status] (one string)",
         (a) => a.length === 1 && isString(a[0]),
-      );
-      return { command, status: status as string };
+      ) as string[];
+      if (!isStatus(status)) throw new ImMessageError(IM_TEXTS.badStatus);
+      return { command, status };
     }
     case "GOODBYE":
     case "LIST_CONVERSATIONS":
@@ -328,8 +346,45 @@ export function parseImLine(line: string): ImMessage {
   }
 }
 
+/**
+ * True for a user name others may see: 1 to 32 bytes of UTF-8, no whitespace,
+ * no control or bidi characters (SPEC 6.3).
+ *
+ * @example
+ * ```ts
+ * import { isUsername } from "./im.ts";
+ * console.assert(isUsername("alice") && !isUsername("al ice") && !isUsername("x".repeat(33)));
+ * ```
+ */
+export function isUsername(name: string): boolean {
+  return /^\S+$/.test(name) && isSafeName(name, { maxBytes: IM_MAX_USERNAME_BYTES });
+}
+
+/**
+ * True for a status others may see: at most 64 bytes of UTF-8 with no control
+ * or bidi characters (SPEC 6.3). It may be empty and may hold spaces.
+ *
+ * @example
+ * ```ts
+ * import { isStatus } from "./im.ts";
+ * console.assert(isStatus("out to lunch") && isStatus("") && !isStatus("x\u202e"));
+ * ```
+ */
+export function isStatus(status: string): boolean {
+  return isSafeName(status, { maxBytes: IM_MAX_STATUS_BYTES });
+}
+
 /** Default port of the IM server. */
 export const IM_PORT = 6666;
+
+/** Default `--max-users`: registered users at once (SPEC 6.4). */
+export const IM_MAX_USERS = 5000;
+
+/** Default `--max-conversations`: conversations one user may be a member of (SPEC 6.4). */
+export const IM_MAX_CONVERSATIONS = 100;
+
+/** Default `--presence-coalesce`: presence changes within this window go out as one ONLINE_USERS. */
+export const IM_PRESENCE_COALESCE_MS = 200;
 
 /** The IM server's ERROR texts. */
 export const IM_TEXTS = {
@@ -340,5 +395,15 @@ export const IM_TEXTS = {
   noConversation: (id: ConversationId): string => `no conversation ${id}`,
   notInvited: (id: ConversationId): string => `you are not invited to conversation ${id}`,
   notMember: (id: ConversationId): string => `you are not a member of conversation ${id}`,
+  badUsername:
+    `username must be 1 to ${IM_MAX_USERNAME_BYTES} bytes of UTF-8 with no spaces or control characters`,
+  badStatus:
+    `status must be at most ${IM_MAX_STATUS_BYTES} bytes of UTF-8 with no control characters`,
+  serverFull: (max: number): string => `server full: ${max} users are online, the most allowed`,
+  tooManyConversations: (max: number): string =>
+    `you are a member of ${max} conversations, the most allowed: leave one first`,
+  conversationsCut: (shown: number, total: number): string =>
+    `CONVERSATIONS lists ${shown} of ${total} conversations: the rest do not fit in one reply`,
   shuttingDown: "server shutting down",
+  registerTimeout: (seconds: number): string => `no REGISTER within ${seconds} seconds`,
 } as const;

@@ -8,41 +8,48 @@
  * ```
  *
  * Where the original is silent, Parley decides (and the tests hold it to it):
- * - The first frame is the client's name. An empty name, or one over
- *   {@link MAX_NAME_BYTES} bytes, gets a one-line explanation and the
- *   connection is closed. Names need not be unique (as in the original); they
- *   may contain spaces.
+ * - The first frame is the client's name. An empty name, one over
+ *   {@link MAX_NAME_BYTES} bytes, or one that is not valid UTF-8 or holds a
+ *   control character (SPEC.md 6.3) gets a one-line explanation; the client
+ *   stays connected and its next frame is its next try. Names need not be
+ *   unique (as in the original); they may contain spaces.
  * - A channel name is everything after the command word, trimmed, so
- *   `/join 168 tas` joins `168 tas`. At most {@link MAX_CHANNEL_BYTES} bytes.
+ *   `/join 168 tas` joins `168 tas`. At most {@link MAX_CHANNEL_BYTES} bytes,
+ *   valid UTF-8 with no control characters.
  * - `/join` to the channel you are in changes nothing and sends nothing.
+ * - A channel exists while it has members (SPEC.md 6.4): the last one leaving
+ *   removes it, and the leave notice goes to nobody.
  * - `/list` names channels in creation order. If the names do not fit in one
- *   frame, the reply continues in further frames, split between names.
+ *   frame, the reply continues in further frames, split between names. A reply
+ *   takes at most a quarter of the send queue (`--max-queue`, 1 MiB: 1,310
+ *   frames); a longer list is cut and its last frame says how many were left out.
  * - A chat whose `[NAME] text` would not fit in 200 bytes is not truncated: the
  *   sender is told, and nothing is delivered.
  *
  * @module
  */
 
-import {
-  CHANNEL_PORT,
-  CHANNEL_SERVER_TEXTS,
-  listFrames,
-  MAX_CHANNEL_BYTES,
-  MAX_NAME_BYTES,
-} from "../protocols/channel.ts";
 import { getLogger } from "@logtape/logtape";
 import {
+  CHANNEL_FRAME_BYTES,
+  CHANNEL_PORT,
+  CHANNEL_SERVER_TEXTS,
   CHANNEL_TEXTS,
   ChannelDecoder,
   channelTextBytes,
   encodeChannelFrame,
   encodeChannelReply,
+  listFrames,
+  MAX_CHANNEL_BYTES,
+  MAX_NAME_BYTES,
   parseChannelCommand,
   tryEncodeChannelFrame,
 } from "../protocols/channel.ts";
-import type { Connection } from "../net/connection.ts";
+import { isSafeName } from "../protocols/names.ts";
+import { type Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
 import { formatAddr } from "../net/address.ts";
-import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
+import { type Server, type ServerLimits, serveStream, type TlsCertificate } from "../net/serve.ts";
+import { DEFAULT_REGISTER_TIMEOUT_MS, receiveFrames } from "../net/framing.ts";
 import {
   type CommandSpec,
   portValue,
@@ -56,13 +63,18 @@ import { runServer } from "../cli/run_server.ts";
 import { ChannelCluster } from "./_channel_cluster.ts";
 import { CLUSTER_FLAGS, clusterValues, NO_CONNECTION } from "./_cluster.ts";
 
-/** Options of {@link serveChannel}. */
-export interface ChannelServerOptions {
+/**
+ * Options of {@link serveChannel}. The shared limits ({@link ServerLimits}:
+ * `--max-per-ip`, `--exempt`, `--max-connections`, `--frame-timeout`,
+ * `--register-timeout`) apply as in every server; registering is sending a
+ * name that is accepted.
+ */
+export interface ChannelServerOptions extends ServerLimits {
   /** Address to listen on; default `127.0.0.1`. */
   hostname?: string;
   /** Port; default 55555, 0 picks a free one. */
   port?: number;
-  /** Send-queue limit per connection (default 1 MiB). */
+  /** Send-queue limit per connection (default 1 MiB); a `/list` reply takes at most a quarter. */
   maxQueueBytes?: number;
   /** Speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
   tls?: TlsCertificate;
@@ -72,20 +84,104 @@ export interface ChannelServerOptions {
   clusterTimeoutMs?: number;
 }
 
-/** A running channel server; in a cluster it also tells which peers it hears. */
-export interface ChannelServer extends Server {
-  /** Ids of the cluster peers heard within the timeout (empty without `--nats`). */
-  clusterPeers(): string[];
+/** One named client. */
+export interface ChannelMember {
+  /** Where its frames go; a peer instance's member (mirrored by the cluster) has {@link NO_CONNECTION}. */
+  readonly connection: Pick<Connection, "send">;
+  /** The name it gave (checked: safe, 1-64 bytes). */
+  readonly name: string;
+  /** The channel it is in, if any. */
+  channel?: Channel;
 }
 
-interface Member {
-  /** A peer instance's member (mirrored by the cluster) has {@link NO_CONNECTION}. */
-  connection: Pick<Connection, "send">;
-  name: string;
-  channel?: Set<Member>;
+/** One channel: its name and its members, in joining order. */
+export interface Channel {
+  /** The channel's name. */
+  readonly name: string;
+  /** Who is in it. */
+  readonly members: Set<ChannelMember>;
+}
+
+/**
+ * The channel server's state: channels by name in creation order, and who is
+ * where. A channel exists while it has members: it is created with its first
+ * member and removed when the last one leaves (SPEC.md 6.4), so a client holds
+ * at most one channel and a `/create` flood holds one channel per connection.
+ * Every change of membership goes through {@link ChannelRooms.move}.
+ */
+export class ChannelRooms {
+  #channels = new Map<string, Channel>();
+
+  /** True when a channel called `name` exists. */
+  has(name: string): boolean {
+    return this.#channels.has(name);
+  }
+
+  /** The channel called `name`, if it exists. */
+  get(name: string): Channel | undefined {
+    return this.#channels.get(name);
+  }
+
+  /** Channel names in creation order. */
+  names(): string[] {
+    return [...this.#channels.keys()];
+  }
+
+  /** How many channels exist. */
+  get size(): number {
+    return this.#channels.size;
+  }
+
+  /**
+   * Moves `member` out of its channel (the members there get "NAME has left"; an
+   * emptied channel is removed) and into `target` if given: an existing channel,
+   * or the name of a new one to create. The members of the channel entered get
+   * "NAME has joined"; the mover gets nothing.
+   */
+  move(member: ChannelMember, target?: Channel | string): void {
+    const old = member.channel;
+    if (old) {
+      old.members.delete(member);
+      member.channel = undefined;
+      if (old.members.size === 0) this.#channels.delete(old.name);
+      else broadcast(old, encodeChannelFrame(CHANNEL_TEXTS.left(member.name)));
+    }
+    if (target === undefined) return;
+    let channel: Channel;
+    if (typeof target === "string") {
+      channel = { name: target, members: new Set() };
+      this.#channels.set(target, channel);
+    } else {
+      channel = target;
+      broadcast(channel, encodeChannelFrame(CHANNEL_TEXTS.joined(member.name)));
+    }
+    channel.members.add(member);
+    member.channel = channel;
+  }
+}
+
+/** One frame, encoded once, queued for every member of `channel` but `except`. */
+function broadcast(channel: Channel, frame: Uint8Array, except?: ChannelMember): void {
+  for (const other of channel.members) if (other !== except) other.connection.send(frame);
+}
+
+/** Why a first frame is not a usable name, or undefined when it is one. */
+function nameProblem(text: string): string | undefined {
+  if (text === "") return CHANNEL_SERVER_TEXTS.emptyName;
+  if (!isSafeName(text)) return CHANNEL_SERVER_TEXTS.badName;
+  if (channelTextBytes(text) > MAX_NAME_BYTES) return CHANNEL_SERVER_TEXTS.nameTooLong;
+  return undefined;
 }
 
 const logger = getLogger(["parley", "channel"]);
+
+/** A running channel server, with a read-only view of its channels for tests and tools. */
+export interface ChannelServer extends Server {
+  /** Channel names in creation order. */
+  channels(): string[];
+  /** Ids of the cluster peers heard within the timeout (empty without `--nats`). */
+  clusterPeers(): string[];
+}
 
 /**
  * Starts a channel chat server.
@@ -98,51 +194,40 @@ const logger = getLogger(["parley", "channel"]);
  * ```
  */
 export function serveChannel(options: ChannelServerOptions = {}): ChannelServer {
-  /** Channels by name, in creation order; each is the set of its members. */
-  const channels = new Map<string, Set<Member>>();
+  const rooms = new ChannelRooms();
+  const maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
+  const maxListFrames = Math.floor(maxQueueBytes / 4 / CHANNEL_FRAME_BYTES);
+  const registerTimeoutMs = options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS;
 
   /** A reply to one client; replies that quote what it typed are cut to fit, never refused. */
-  const sendText = (member: Member, text: string) =>
+  const sendText = (member: ChannelMember, text: string) =>
     member.connection.send(encodeChannelReply(text));
 
-  /** One frame, encoded once, queued for every member but `except`. */
-  const broadcast = (channel: Set<Member>, frame: Uint8Array, except?: Member) => {
-    for (const other of channel) if (other !== except) other.connection.send(frame);
-  };
-
-  const leave = (member: Member) => {
-    const channel = member.channel;
-    if (!channel) return;
-    channel.delete(member);
-    member.channel = undefined;
-    broadcast(channel, encodeChannelFrame(CHANNEL_TEXTS.left(member.name)));
-  };
-
-  const enter = (member: Member, channel: Set<Member>) => {
-    leave(member);
-    broadcast(channel, encodeChannelFrame(CHANNEL_TEXTS.joined(member.name)));
-    channel.add(member);
-    member.channel = channel;
-  };
-
   const cluster = options.nats
-    ? new ChannelCluster<Member>(
+    ? new ChannelCluster<ChannelMember>(
       { servers: options.nats, timeoutMs: options.clusterTimeoutMs ?? 5000, logger },
       {
         remoteMember: (name) => ({ connection: NO_CONNECTION, name }),
         enter: (member, name) => {
-          let channel = channels.get(name);
-          if (!channel) channels.set(name, channel = new Set());
-          if (channel !== member.channel) enter(member, channel);
+          const channel = rooms.get(name);
+          if (!channel || channel !== member.channel) rooms.move(member, channel ?? name);
         },
-        leave,
+        leave: (member) => rooms.move(member),
         chat: (member, frame) => member.channel && broadcast(member.channel, frame, member),
       },
     )
     : undefined;
-  const listed = () => cluster?.order([...channels.keys()]) ?? [...channels.keys()];
+  const listed = () => cluster?.order(rooms.names()) ?? rooms.names();
 
-  const handle = (member: Member, text: string) => {
+  /** Why `channel` cannot be named in a /join or /create, or undefined. */
+  const channelProblem = (channel: string, requiresName: string) =>
+    channel === ""
+      ? requiresName
+      : !isSafeName(channel)
+      ? CHANNEL_SERVER_TEXTS.badChannelName
+      : undefined;
+
+  const handle = (member: ChannelMember, text: string) => {
     const command = parseChannelCommand(text);
     switch (command.kind) {
       case "chat": {
@@ -157,34 +242,47 @@ export function serveChannel(options: ChannelServerOptions = {}): ChannelServer 
         return cluster?.chatted(member, line);
       }
       case "join": {
-        if (command.channel === "") return sendText(member, CHANNEL_TEXTS.joinRequiresName);
-        const channel = channels.get(command.channel);
+        const problem = channelProblem(command.channel, CHANNEL_TEXTS.joinRequiresName);
+        if (problem) return sendText(member, problem);
+        const channel = rooms.get(command.channel);
         if (!channel) return sendText(member, CHANNEL_TEXTS.noChannelExists(command.channel));
         if (channel !== member.channel) {
-          enter(member, channel);
+          rooms.move(member, channel);
           cluster?.entered(member, member.name, command.channel, false);
         }
         return;
       }
       case "create": {
-        if (command.channel === "") return sendText(member, CHANNEL_TEXTS.createRequiresName);
-        if (channels.has(command.channel)) {
+        const problem = channelProblem(command.channel, CHANNEL_TEXTS.createRequiresName);
+        if (problem) return sendText(member, problem);
+        if (rooms.get(command.channel)) {
           return sendText(member, CHANNEL_TEXTS.channelExists(command.channel));
         }
         if (channelTextBytes(command.channel) > MAX_CHANNEL_BYTES) {
           return sendText(member, CHANNEL_SERVER_TEXTS.channelTooLong);
         }
-        const channel = new Set<Member>();
-        channels.set(command.channel, channel);
-        enter(member, channel);
+        rooms.move(member, command.channel);
         return cluster?.entered(member, member.name, command.channel, true);
       }
       case "list":
-        for (const frame of listFrames(listed())) member.connection.send(frame);
+        for (const frame of listFrames(listed(), { maxFrames: maxListFrames })) {
+          member.connection.send(frame);
+        }
         return;
       case "invalid":
         return sendText(member, CHANNEL_TEXTS.invalidControlMessage(command.command));
     }
+  };
+
+  /** The first frames of a connection: a name, or a reply saying why not (the client may retry). */
+  const identify = (connection: Connection, text: string): ChannelMember | undefined => {
+    const problem = nameProblem(text);
+    if (problem) {
+      connection.send(encodeChannelFrame(problem));
+      return undefined;
+    }
+    logger.debug("{peer} is {name}", { peer: formatAddr(connection.remoteAddr), name: text });
+    return { connection, name: text };
   };
 
   const server = serveStream(
@@ -194,51 +292,42 @@ export function serveChannel(options: ChannelServerOptions = {}): ChannelServer 
       tls: options.tls,
     },
     async (connection) => {
-      const decoder = new ChannelDecoder();
-      let member: Member | undefined;
+      let member: ChannelMember | undefined;
       try {
-        for await (const chunk of connection.chunks()) {
-          for (const text of decoder.decode(chunk)) {
-            if (member) {
-              if (cluster && text.startsWith("/")) await cluster.settle(text, channels);
-              handle(member, text);
-              continue;
-            }
-            const problem = text === ""
-              ? CHANNEL_SERVER_TEXTS.emptyName
-              : channelTextBytes(text) > MAX_NAME_BYTES
-              ? CHANNEL_SERVER_TEXTS.nameTooLong
-              : undefined;
-            if (problem) {
-              connection.send(encodeChannelFrame(problem));
-              await connection.end();
-              return;
-            }
-            member = { connection, name: text };
-            logger.debug("{peer} is {name}", {
-              peer: formatAddr(connection.remoteAddr),
-              name: text,
-            });
-          }
-          if (connection.closed) break;
+        for await (const text of receiveFrames(connection, new ChannelDecoder())) {
+          if (member) {
+            // In a cluster, /create, /list and a /join of an unknown channel first hear from every peer.
+            if (cluster && text.startsWith("/")) await cluster.settle(text, rooms);
+            handle(member, text);
+          } else if ((member = identify(connection, text))) connection.registered();
         }
       } finally {
         if (member) {
-          leave(member);
+          rooms.move(member);
           cluster?.left(member);
         }
       }
     },
-    { logger, maxQueueBytes: options.maxQueueBytes },
+    {
+      ...options,
+      logger,
+      maxQueueBytes,
+      registerTimeoutMs,
+      // Any 200-byte frame is a message the client shows: refusals and time-outs are one frame.
+      refuse: (text) => encodeChannelReply(text),
+      onRegisterTimeout: () =>
+        encodeChannelReply(CHANNEL_SERVER_TEXTS.nameTimeout(registerTimeoutMs / 1000)),
+    },
   );
   logger.info("Listening on {addr}", { addr: formatAddr(server.addr) });
+  const channels = () => rooms.names();
   const clusterPeers = () => cluster?.link.peers() ?? [];
-  if (!cluster) return { ...server, clusterPeers };
+  if (!cluster) return { ...server, channels, clusterPeers };
   const shutdown = async () => {
     await server.shutdown();
     await cluster.close();
   };
-  return { ...server, shutdown, [Symbol.asyncDispose]: shutdown, clusterPeers };
+  return { ...server, shutdown, [Symbol.asyncDispose]: shutdown, channels, clusterPeers };
 }
 
 /** The command-line interface of `servers/channel.ts`. */

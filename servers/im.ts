@@ -19,8 +19,14 @@
 
 import { getLogger } from "@logtape/logtape";
 import {
+  type ConversationId,
   encodeIm,
+  IM_CLIENT_MAX_LINE_BYTES,
+  IM_MAX_CONVERSATIONS,
+  IM_MAX_LINE_BYTES,
+  IM_MAX_USERS,
   IM_PORT,
+  IM_PRESENCE_COALESCE_MS,
   IM_TEXTS,
   type ImClientMessage,
   ImLineDecoder,
@@ -28,10 +34,11 @@ import {
   type ImServerMessage,
   parseImLine,
 } from "../protocols/im.ts";
-import { isFrameError } from "../protocols/errors.ts";
-import type { Connection } from "../net/connection.ts";
+import { utf8Length } from "../protocols/names.ts";
+import { type Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
 import { formatAddr } from "../net/address.ts";
-import { type Server, serveStream, type TlsCertificate } from "../net/serve.ts";
+import { type Server, type ServerLimits, serveStream, type TlsCertificate } from "../net/serve.ts";
+import { DEFAULT_REGISTER_TIMEOUT_MS, receiveFrames } from "../net/framing.ts";
 import {
   type CommandSpec,
   intValue,
@@ -46,18 +53,31 @@ import { runServer } from "../cli/run_server.ts";
 import { CLUSTER_FLAGS, clusterValues, NO_CONNECTION } from "./_cluster.ts";
 import { ImCluster } from "./_im_cluster.ts";
 
-/** Options of {@link serveIm}. */
-export interface ImServerOptions {
+/**
+ * Options of {@link serveIm}. The shared limits ({@link ServerLimits}:
+ * `--max-per-ip`, `--exempt`, `--max-connections`, `--frame-timeout`,
+ * `--register-timeout`) apply as in every server; registering is a REGISTER
+ * that is accepted.
+ */
+export interface ImServerOptions extends ServerLimits {
   /** Address to listen on; default `127.0.0.1`. */
   hostname?: string;
   /** Port; default 6666, 0 picks a free one. */
   port?: number;
   /** How often ONLINE_USERS is pushed to everyone, ms (default 10 s; 0: only on change). */
   presenceIntervalMs?: number;
-  /** Longest line in bytes (default 64 KiB). */
+  /** Presence changes within this many ms go out as one ONLINE_USERS (default 200). */
+  presenceCoalesceMs?: number;
+  /** Longest line accepted from a client, in bytes (default 64 KiB). */
   maxLineBytes?: number;
-  /** Send-queue limit per connection. */
+  /** Longest line sent (default 1 MiB, what Parley's client accepts); CONVERSATIONS is cut to fit. */
+  maxReplyBytes?: number;
+  /** Send-queue limit per connection (default 1 MiB); CONVERSATIONS takes at most a quarter. */
   maxQueueBytes?: number;
+  /** Registered users at once (default 5000). */
+  maxUsers?: number;
+  /** Conversations one user may be a member of (default 100). */
+  maxConversations?: number;
   /** Speak TLS only, with this certificate (`--tls-cert`, `--tls-key`). */
   tls?: TlsCertificate;
   /** NATS URLs: join the cluster of instances that share them (SPEC.md 8.2). */
@@ -66,19 +86,329 @@ export interface ImServerOptions {
   clusterTimeoutMs?: number;
 }
 
-interface User {
-  name: string;
+/** Where a user's lines go: its connection, or {@link MIRROR} for a peer instance's user. */
+export type ImLink = Pick<Connection, "send" | "end" | "drain">;
+
+/** The link of a user mirrored from a peer instance (SPEC.md 8.2): its own instance delivers. */
+const MIRROR: ImLink = { ...NO_CONNECTION, drain: () => Promise.resolve() };
+
+/** One registered user. */
+export interface ImUser {
+  /** Its name (checked: {@link isUsername}). */
+  readonly name: string;
+  /** Its status (checked: {@link isStatus}). */
   status: string;
-  /** A peer instance's user (mirrored by the cluster) has {@link NO_CONNECTION}. */
-  connection: Pick<Connection, "send" | "end">;
-  conversations: Set<Conversation>;
+  /** Where its lines go ({@link MIRROR} for a peer instance's user). */
+  readonly connection: ImLink;
+  /** Conversations it is a member of (at most `maxConversations`). */
+  readonly conversations: Set<ImConversation>;
+  /** Conversations it was invited to and that still exist. */
+  readonly invitations: Set<ImConversation>;
+  /** The presence version it was last sent. */
+  presenceSeen: number;
+  /** True while an ONLINE_USERS sent to it is still queued. */
+  presenceQueued: boolean;
 }
 
-interface Conversation {
-  id: number;
-  invited: Set<string>;
-  members: Set<User>;
+/** One conversation: it exists while it has members (SPEC.md 6.4). */
+export interface ImConversation {
+  /** Its id, unique for the server's lifetime. */
+  readonly id: number;
+  /** Users who may JOIN. */
+  readonly invited: Set<ImUser>;
+  /** Members, the inviter first. */
+  readonly members: Set<ImUser>;
 }
+
+/**
+ * The IM server's state: users by name and conversations by id, with the caps
+ * of SPEC.md 6.4. Every method either changes the state and returns what
+ * happened, or returns the ERROR text and changes nothing; sending is the
+ * caller's business.
+ */
+export class ImRooms {
+  /** Online users by name, in registration order. */
+  readonly users: Map<string, ImUser> = new Map();
+  /** Ongoing conversations by id, in creation order. */
+  readonly conversations: Map<number, ImConversation> = new Map();
+  #nextId = 1;
+  #maxUsers: number;
+  #maxConversations: number;
+  #takeId: () => number | undefined;
+
+  /**
+   * Makes an empty state with the given caps. `takeId` hands out conversation
+   * ids (a cluster's, unique everywhere); without it, or when it gives
+   * undefined, they count from 1.
+   */
+  constructor(
+    limits: { maxUsers?: number; maxConversations?: number; takeId?: () => number | undefined } =
+      {},
+  ) {
+    this.#maxUsers = limits.maxUsers ?? IM_MAX_USERS;
+    this.#maxConversations = limits.maxConversations ?? IM_MAX_CONVERSATIONS;
+    this.#takeId = limits.takeId ?? (() => undefined);
+  }
+
+  /** Adds a user, or returns why not (name taken, server full). */
+  register(connection: ImLink, name: string, status: string): ImUser | string {
+    if (this.users.has(name)) return IM_TEXTS.nameTaken(name);
+    if (this.users.size >= this.#maxUsers) return IM_TEXTS.serverFull(this.#maxUsers);
+    const user: ImUser = {
+      name,
+      status,
+      connection,
+      conversations: new Set(),
+      invitations: new Set(),
+      presenceSeen: 0,
+      presenceQueued: false,
+    };
+    this.users.set(name, user);
+    return user;
+  }
+
+  /** Removes a user: it leaves every conversation and its invitations go. False if it was not online. */
+  remove(user: ImUser): boolean {
+    if (this.users.get(user.name) !== user) return false;
+    for (const conversation of [...user.conversations]) this.#leave(user, conversation);
+    for (const conversation of user.invitations) conversation.invited.delete(user);
+    user.invitations.clear();
+    this.users.delete(user.name);
+    return true;
+  }
+
+  /**
+   * A new conversation with `inviter` as its member and the online users among
+   * `names` invited; returns it with the invitees and the names not online, or
+   * the ERROR text when the inviter is in too many conversations.
+   */
+  invite(
+    inviter: ImUser,
+    names: readonly string[],
+  ): { conversation: ImConversation; invitees: ImUser[]; missing: string[] } | string {
+    if (inviter.conversations.size >= this.#maxConversations) {
+      return IM_TEXTS.tooManyConversations(this.#maxConversations);
+    }
+    const conversation: ImConversation = {
+      id: this.#takeId() ?? this.#nextId++,
+      invited: new Set([inviter]),
+      members: new Set([inviter]),
+    };
+    this.conversations.set(conversation.id, conversation);
+    inviter.conversations.add(conversation);
+    inviter.invitations.add(conversation);
+    const invitees: ImUser[] = [];
+    const missing: string[] = [];
+    for (const name of new Set(names)) {
+      if (name === inviter.name) continue;
+      const invitee = this.users.get(name);
+      if (!invitee) {
+        missing.push(name);
+        continue;
+      }
+      conversation.invited.add(invitee);
+      invitee.invitations.add(conversation);
+      invitees.push(invitee);
+    }
+    return { conversation, invitees, missing };
+  }
+
+  /** Makes an invited user a member (a member's JOIN changes nothing); the ERROR text if it cannot. */
+  join(user: ImUser, id: ConversationId): string | undefined {
+    const conversation = this.conversations.get(Number(id));
+    if (!conversation) return IM_TEXTS.noConversation(id);
+    if (conversation.members.has(user)) return undefined;
+    if (!conversation.invited.has(user)) return IM_TEXTS.notInvited(id);
+    if (user.conversations.size >= this.#maxConversations) {
+      return IM_TEXTS.tooManyConversations(this.#maxConversations);
+    }
+    conversation.members.add(user);
+    user.conversations.add(conversation);
+    return undefined;
+  }
+
+  /**
+   * Makes `user` a member of conversation `id` (created if missing) with the
+   * online users among `invited` invited: a peer instance's state arriving.
+   */
+  restore(user: ImUser, id: number, invited: readonly string[]): void {
+    let conversation = this.conversations.get(id);
+    if (!conversation) {
+      conversation = { id, invited: new Set(), members: new Set() };
+      this.conversations.set(id, conversation);
+    }
+    for (const name of invited) {
+      const invitee = this.users.get(name);
+      if (!invitee) continue;
+      conversation.invited.add(invitee);
+      invitee.invitations.add(conversation);
+    }
+    conversation.members.add(user);
+    user.conversations.add(conversation);
+  }
+
+  /** Names of the users invited to conversation `id`. */
+  invitedNames(id: number): string[] {
+    return [...this.conversations.get(id)?.invited ?? []].map((u) => u.name);
+  }
+
+  /** The conversation `id` if `user` is a member of it, or the ERROR text. */
+  membership(user: ImUser, id: ConversationId): ImConversation | string {
+    const conversation = this.conversations.get(Number(id));
+    if (!conversation) return IM_TEXTS.noConversation(id);
+    if (!conversation.members.has(user)) return IM_TEXTS.notMember(id);
+    return conversation;
+  }
+
+  /** Takes a member out; the ERROR text if it is not one. */
+  leave(user: ImUser, id: ConversationId): string | undefined {
+    const conversation = this.membership(user, id);
+    if (typeof conversation === "string") return conversation;
+    this.#leave(user, conversation);
+  }
+
+  #leave(user: ImUser, conversation: ImConversation): void {
+    conversation.members.delete(user);
+    user.conversations.delete(conversation);
+    if (conversation.members.size > 0) return;
+    // The last member is gone: the conversation ends, pending invitations with it.
+    this.conversations.delete(conversation.id);
+    for (const invitee of conversation.invited) invitee.invitations.delete(conversation);
+    logger.debug("Conversation {id} ended", { id: conversation.id });
+  }
+
+  /** Online users and their statuses. */
+  onlineUsers(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const user of this.users.values()) out[user.name] = user.status;
+    return out;
+  }
+
+  /** Conversation ids and their members. */
+  listConversations(): Record<string, string[]> {
+    const out: Record<string, string[]> = {};
+    for (const c of this.conversations.values()) {
+      out[String(c.id)] = [...c.members].map((u) => u.name);
+    }
+    return out;
+  }
+}
+
+/**
+ * Sends ONLINE_USERS: a change is sent at most once per coalescing window, to
+ * each user at most one at a time (a user whose last ONLINE_USERS is still
+ * queued gets the newest one once it has read that one), encoded once for all.
+ */
+class PresencePusher {
+  #rooms: ImRooms;
+  #coalesceMs: number;
+  #maxReplyBytes: number;
+  #version = 1;
+  #timer?: ReturnType<typeof setTimeout>;
+  #frame?: { version: number; bytes: Uint8Array };
+  #stopped = false;
+
+  constructor(rooms: ImRooms, coalesceMs: number, maxReplyBytes: number) {
+    this.#rooms = rooms;
+    this.#coalesceMs = coalesceMs;
+    this.#maxReplyBytes = maxReplyBytes;
+  }
+
+  /** The set or a status changed: everyone gets the new list when the window closes. */
+  changed(): void {
+    this.#version++;
+    this.#schedule();
+  }
+
+  /** A newcomer gets the list at once (SPEC 2.3: right after its own REGISTER). */
+  welcome(user: ImUser): void {
+    this.#sendTo(user, this.#current());
+  }
+
+  /** The periodic push: everyone gets the list, changed or not. */
+  everyone(): void {
+    for (const user of this.#rooms.users.values()) user.presenceSeen = 0;
+    this.#flush();
+  }
+
+  /** Stops the pending push and every later one. */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #schedule(): void {
+    if (this.#timer !== undefined || this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#flush();
+    }, this.#coalesceMs);
+  }
+
+  #flush(): void {
+    if (this.#rooms.users.size === 0) return;
+    const frame = this.#current();
+    for (const user of this.#rooms.users.values()) {
+      if (user.presenceSeen < frame.version && !user.presenceQueued && user.connection !== MIRROR) {
+        this.#sendTo(user, frame);
+      }
+    }
+  }
+
+  #sendTo(user: ImUser, frame: { version: number; bytes: Uint8Array }): void {
+    if (!user.connection.send(frame.bytes)) return;
+    user.presenceSeen = frame.version;
+    user.presenceQueued = true;
+    user.connection.drain().then(() => {
+      user.presenceQueued = false;
+      if (user.presenceSeen < this.#version && this.#rooms.users.get(user.name) === user) {
+        this.#schedule();
+      }
+    });
+  }
+
+  /** ONLINE_USERS for the current version, encoded once (and cut to the reply limit). */
+  #current(): { version: number; bytes: Uint8Array } {
+    if (this.#frame?.version !== this.#version) {
+      const { bytes, cut } = encodeCapped(
+        "ONLINE_USERS",
+        [...this.#rooms.users.values()].map((u) => [u.name, u.status]),
+        this.#maxReplyBytes,
+      );
+      if (cut > 0) logger.warning("ONLINE_USERS cut: {cut} users left out", { cut });
+      this.#frame = { version: this.#version, bytes };
+    }
+    return this.#frame;
+  }
+}
+
+/**
+ * Encodes `COMMAND {key: value, ...}` with as many entries as fit in
+ * `maxBytes` (LF included), in order; `cut` counts the ones left out.
+ */
+function encodeCapped(
+  command: "ONLINE_USERS" | "CONVERSATIONS",
+  entries: [string, unknown][],
+  maxBytes: number,
+): { bytes: Uint8Array; cut: number } {
+  const whole = encodeIm(
+    command === "ONLINE_USERS"
+      ? { command, users: Object.fromEntries(entries) as Record<string, string> }
+      : { command, conversations: Object.fromEntries(entries) as Record<string, string[]> },
+  );
+  if (whole.length <= maxBytes) return { bytes: whole, cut: 0 };
+  let size = command.length + 4; // space, braces, LF
+  let kept = 0;
+  for (const [key, value] of entries) {
+    size += utf8Length(JSON.stringify(key)) + utf8Length(JSON.stringify(value)) + 2;
+    if (size > maxBytes) break;
+    kept++;
+  }
+  return { ...encodeCapped(command, entries.slice(0, kept), Infinity), cut: entries.length - kept };
+}
+
+const logger = getLogger(["parley", "im"]);
 
 /** A running IM server, with a read-only view of its state for tests and tools. */
 export interface ImServer extends Server {
@@ -89,8 +419,6 @@ export interface ImServer extends Server {
   /** Ids of the cluster peers heard within the timeout (empty without `--nats`). */
   clusterPeers(): string[];
 }
-
-const logger = getLogger(["parley", "im"]);
 
 /**
  * Starts an IM server.
@@ -103,117 +431,104 @@ const logger = getLogger(["parley", "im"]);
  * ```
  */
 export function serveIm(options: ImServerOptions = {}): ImServer {
-  const users = new Map<string, User>();
-  const conversations = new Map<number, Conversation>();
-  let nextId = 1;
+  let cluster: ImCluster<ImUser> | undefined;
+  const rooms = new ImRooms({ ...options, takeId: () => cluster?.takeId() });
+  const maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
+  const maxReplyBytes = options.maxReplyBytes ?? IM_CLIENT_MAX_LINE_BYTES;
+  const registerTimeoutMs = options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS;
+  const presence = new PresencePusher(
+    rooms,
+    options.presenceCoalesceMs ?? IM_PRESENCE_COALESCE_MS,
+    maxReplyBytes,
+  );
 
-  const send = (connection: Pick<Connection, "send">, message: ImServerMessage) =>
-    connection.send(encodeIm(message));
   const error = (connection: Pick<Connection, "send">, text: string) =>
-    send(connection, { command: "ERROR", text });
-  const onlineUsers = () => Object.fromEntries([...users.values()].map((u) => [u.name, u.status]));
-  const listConversations = () =>
-    Object.fromEntries(
-      [...conversations.values()].map((c) => [String(c.id), [...c.members].map((u) => u.name)]),
+    connection.send(encodeIm({ command: "ERROR", text }));
+
+  /** CONVERSATIONS, cut to the reply limit and a quarter of the queue; an ERROR says so. */
+  const sendConversations = (user: ImUser) => {
+    const entries = [...rooms.conversations.values()].map((
+      c,
+    ): [string, string[]] => [String(c.id), [...c.members].map((u) => u.name)]);
+    const { bytes, cut } = encodeCapped(
+      "CONVERSATIONS",
+      entries,
+      Math.min(maxReplyBytes, Math.floor(maxQueueBytes / 4)),
     );
-
-  const pushPresence = () => {
-    if (users.size === 0) return;
-    const frame = encodeIm({ command: "ONLINE_USERS", users: onlineUsers() });
-    for (const user of users.values()) user.connection.send(frame);
-  };
-
-  const leave = (user: User, conversation: Conversation) => {
-    conversation.members.delete(user);
-    user.conversations.delete(conversation);
-    if (conversation.members.size === 0) {
-      conversations.delete(conversation.id);
-      logger.debug("Conversation {id} ended", { id: conversation.id });
+    user.connection.send(bytes);
+    if (cut > 0) {
+      error(user.connection, IM_TEXTS.conversationsCut(entries.length - cut, entries.length));
     }
   };
 
-  const goOffline = (user: User) => {
-    if (users.get(user.name) !== user) return;
-    for (const conversation of [...user.conversations]) leave(user, conversation);
-    users.delete(user.name);
+  const goOffline = (user: ImUser) => {
+    if (!rooms.remove(user)) return;
     logger.info("{name} went offline", { name: user.name });
-    pushPresence();
+    presence.changed();
   };
 
   /** REGISTER from a connection with no user yet: the new user, or undefined if refused. */
-  const register = (connection: Connection, username: string, status: string): User | undefined => {
-    if (users.has(username)) {
+  const register = async (connection: Connection, username: string, status: string) => {
+    // In a cluster the name is claimed from every instance first.
+    if (cluster && !rooms.users.has(username) && !(await cluster.claimName(username))) {
       error(connection, IM_TEXTS.nameTaken(username));
       return undefined;
     }
-    const user: User = { name: username, status, connection, conversations: new Set() };
-    users.set(username, user);
+    const user = rooms.register(connection, username, status);
+    if (typeof user === "string") {
+      error(connection, user);
+      return undefined;
+    }
     logger.info("{name} registered from {peer}", {
       name: username,
       peer: formatAddr(connection.remoteAddr),
     });
-    pushPresence();
+    presence.changed();
+    presence.welcome(user);
+    cluster?.registered(user.name, user.status);
     return user;
   };
 
+  const invite = (user: ImUser, names: readonly string[]) => {
+    const result = rooms.invite(user, names);
+    if (typeof result === "string") return error(user.connection, result);
+    const invitation = encodeIm({
+      command: "INVITATION",
+      conversation: result.conversation.id,
+      inviter: user.name,
+    });
+    user.connection.send(invitation);
+    for (const name of result.missing) error(user.connection, IM_TEXTS.notOnline(name));
+    for (const invitee of result.invitees) invitee.connection.send(invitation);
+  };
+
   /** Handles one message of a registered user; returns false when the connection should close. */
-  const act = (user: User, m: ImClientMessage | ImServerMessage): boolean => {
-    const reject = (text: string) => {
-      error(user.connection, text);
+  const act = (user: ImUser, m: ImClientMessage | ImServerMessage): boolean => {
+    const reply = (problem: string | undefined) => {
+      if (problem !== undefined) error(user.connection, problem);
       return true;
     };
     switch (m.command) {
       case "REGISTER":
-        return reject(IM_TEXTS.alreadyRegistered(user.name));
+        return reply(IM_TEXTS.alreadyRegistered(user.name));
       case "STATUS":
         user.status = m.status;
-        pushPresence();
+        presence.changed();
         return true;
       case "GOODBYE":
         goOffline(user);
         return false;
-      case "INVITE": {
-        const conversation: Conversation = {
-          id: cluster?.takeId() ?? nextId++,
-          invited: new Set([user.name]),
-          members: new Set(),
-        };
-        conversations.set(conversation.id, conversation);
-        const invitation = encodeIm({
-          command: "INVITATION",
-          conversation: conversation.id,
-          inviter: user.name,
-        });
-        user.connection.send(invitation);
-        for (const name of new Set(m.users)) {
-          if (name === user.name) continue;
-          const invitee = users.get(name);
-          if (!invitee) {
-            reject(IM_TEXTS.notOnline(name));
-            continue;
-          }
-          conversation.invited.add(name);
-          invitee.connection.send(invitation);
-        }
+      case "INVITE":
+        invite(user, m.users);
         return true;
-      }
       case "LIST_CONVERSATIONS":
-        send(user.connection, { command: "CONVERSATIONS", conversations: listConversations() });
+        sendConversations(user);
         return true;
-      case "JOIN": {
-        const conversation = conversations.get(Number(m.conversation));
-        if (!conversation) return reject(IM_TEXTS.noConversation(m.conversation));
-        if (!conversation.invited.has(user.name)) {
-          return reject(IM_TEXTS.notInvited(m.conversation));
-        }
-        conversation.members.add(user);
-        user.conversations.add(conversation);
-        return true;
-      }
+      case "JOIN":
+        return reply(rooms.join(user, m.conversation));
       case "SEND_MESSAGE": {
-        const conversation = conversations.get(Number(m.conversation));
-        if (!conversation) return reject(IM_TEXTS.noConversation(m.conversation));
-        if (!conversation.members.has(user)) return reject(IM_TEXTS.notMember(m.conversation));
+        const conversation = rooms.membership(user, m.conversation);
+        if (typeof conversation === "string") return reply(conversation);
         const frame = encodeIm({
           command: "MESSAGE",
           conversation: conversation.id,
@@ -223,111 +538,38 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
         for (const member of conversation.members) member.connection.send(frame);
         return true;
       }
-      case "LEAVE": {
-        const conversation = conversations.get(Number(m.conversation));
-        if (!conversation) return reject(IM_TEXTS.noConversation(m.conversation));
-        if (!conversation.members.has(user)) return reject(IM_TEXTS.notMember(m.conversation));
-        leave(user, conversation);
-        return true;
-      }
+      case "LEAVE":
+        return reply(rooms.leave(user, m.conversation));
       default:
-        return reject(`${m.command} is sent by the server, not by clients`);
+        return reply(`${m.command} is sent by the server, not by clients`);
     }
-  };
-
-  const cluster = options.nats ? imCluster() : undefined;
-  function imCluster() {
-    return new ImCluster<User>(
-      { servers: options.nats!, timeoutMs: options.clusterTimeoutMs ?? 5000, logger },
-      {
-        addRemote: (name, status) => {
-          if (users.has(name)) return undefined;
-          const user: User = { name, status, connection: NO_CONNECTION, conversations: new Set() };
-          users.set(name, user);
-          pushPresence();
-          return user;
-        },
-        removeRemote: goOffline,
-        act: (user, message) => void act(user, message),
-        restore: (user, id, invited) => {
-          let conversation = conversations.get(id);
-          if (!conversation) {
-            conversations.set(id, conversation = { id, invited: new Set(), members: new Set() });
-          }
-          for (const name of invited) conversation.invited.add(name);
-          conversation.members.add(user);
-          user.conversations.add(conversation);
-        },
-        memberships: (user) => [...user.conversations].map((c) => c.id),
-        evict: (name) => {
-          const user = users.get(name);
-          if (!user || user.connection === NO_CONNECTION) return;
-          error(user.connection, IM_TEXTS.nameTaken(name));
-          goOffline(user);
-          void user.connection.end();
-        },
-        hasUser: (name) => users.has(name),
-        hasConversation: (id) => conversations.has(id),
-        invited: (id) => [...conversations.get(id)?.invited ?? []],
-        localUsers: () =>
-          [...users.values()].filter((u) => u.connection !== NO_CONNECTION).map((u) => [
-            u.name,
-            u.status,
-            [...u.conversations].map((c) => [c.id, [...c.invited]]),
-          ]),
-      },
-    );
-  }
-
-  /** REGISTER, with the name claimed from the whole cluster first. */
-  const registerAnywhere = async (connection: Connection, username: string, status: string) => {
-    if (cluster && !users.has(username) && !(await cluster.claimName(username))) {
-      error(connection, IM_TEXTS.nameTaken(username));
-      return undefined;
-    }
-    const user = register(connection, username, status);
-    if (user) cluster?.registered(user.name, user.status);
-    return user;
   };
 
   const server = serveStream(
     { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? IM_PORT, tls: options.tls },
     async (connection) => {
       const decoder = new ImLineDecoder({ maxLineBytes: options.maxLineBytes });
-      let user: User | undefined;
+      let user: ImUser | undefined;
       try {
-        for await (const chunk of connection.chunks()) {
-          let lines: string[];
+        for await (const line of receiveFrames(connection, decoder)) {
+          let message;
           try {
-            lines = decoder.decode(chunk);
+            message = parseImLine(line);
           } catch (e) {
-            if (!isFrameError(e)) throw e;
+            if (!(e instanceof ImMessageError)) throw e;
             error(connection, e.message);
-            await connection.end();
-            return;
+            continue;
           }
-          for (const line of lines) {
-            let message;
-            try {
-              message = parseImLine(line);
-            } catch (e) {
-              if (!(e instanceof ImMessageError)) throw e;
-              error(connection, e.message);
-              continue;
-            }
-            if (!user) {
-              if (message.command === "REGISTER") {
-                user = await registerAnywhere(connection, message.username, message.status);
-              } else error(connection, IM_TEXTS.registerFirst);
-              continue;
-            }
+          if (user) {
+            // No await without a cluster: a microtask per line costs throughput.
             if (cluster) await cluster.before(message as ImClientMessage);
             const open = act(user, message);
             cluster?.after(user.name, message as ImClientMessage);
-            if (!open) {
-              await connection.end();
-              return;
-            }
+            if (!open) break; // GOODBYE: serveStream ends the connection
+          } else if (message.command !== "REGISTER") {
+            error(connection, IM_TEXTS.registerFirst);
+          } else if ((user = await register(connection, message.username, message.status))) {
+            connection.registered();
           }
         }
       } finally {
@@ -338,16 +580,26 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
       }
     },
     {
+      ...options,
       logger,
-      maxQueueBytes: options.maxQueueBytes,
+      maxQueueBytes,
+      registerTimeoutMs,
       farewell: (connection) => error(connection, IM_TEXTS.shuttingDown),
+      refuse: (text) => encodeIm({ command: "ERROR", text }),
+      onFrameError: (e) => encodeIm({ command: "ERROR", text: e.message }),
+      onRegisterTimeout: () =>
+        encodeIm({ command: "ERROR", text: IM_TEXTS.registerTimeout(registerTimeoutMs / 1000) }),
     },
   );
 
+  if (options.nats) {
+    cluster = joinCluster(options, rooms, { act, goOffline, presence, error });
+  }
   const interval = options.presenceIntervalMs ?? 10_000;
-  const timer = interval > 0 ? setInterval(pushPresence, interval) : undefined;
+  const timer = interval > 0 ? setInterval(() => presence.everyone(), interval) : undefined;
   const shutdown = async () => {
     clearInterval(timer);
+    presence.stop();
     await server.shutdown();
     await cluster?.close();
   };
@@ -357,10 +609,54 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
     finished: server.finished,
     shutdown,
     [Symbol.asyncDispose]: shutdown,
-    onlineUsers,
-    conversations: listConversations,
+    onlineUsers: () => rooms.onlineUsers(),
+    conversations: () => rooms.listConversations(),
     clusterPeers: () => cluster?.link.peers() ?? [],
   };
+}
+
+/** The IM server's hooks for its cluster (SPEC.md 8.2): peers' users are mirrored in `rooms`. */
+function joinCluster(
+  options: ImServerOptions,
+  rooms: ImRooms,
+  server: {
+    act: (user: ImUser, message: ImClientMessage) => boolean;
+    goOffline: (user: ImUser) => void;
+    presence: PresencePusher;
+    error: (connection: Pick<Connection, "send">, text: string) => void;
+  },
+): ImCluster<ImUser> {
+  return new ImCluster<ImUser>(
+    { servers: options.nats!, timeoutMs: options.clusterTimeoutMs ?? 5000, logger },
+    {
+      addRemote: (name, status) => {
+        const user = rooms.register(MIRROR, name, status);
+        if (typeof user === "string") return undefined;
+        server.presence.changed();
+        return user;
+      },
+      removeRemote: server.goOffline,
+      act: (user, message) => void server.act(user, message),
+      restore: (user, id, invited) => rooms.restore(user, id, invited),
+      memberships: (user) => [...user.conversations].map((c) => c.id),
+      evict: (name) => {
+        const user = rooms.users.get(name);
+        if (!user || user.connection === MIRROR) return;
+        server.error(user.connection, IM_TEXTS.nameTaken(name));
+        server.goOffline(user);
+        void user.connection.end();
+      },
+      hasUser: (name) => rooms.users.has(name),
+      hasConversation: (id) => rooms.conversations.has(id),
+      invited: (id) => rooms.invitedNames(id),
+      localUsers: () =>
+        [...rooms.users.values()].filter((u) => u.connection !== MIRROR).map((u) => [
+          u.name,
+          u.status,
+          [...u.conversations].map((c): [number, string[]] => [c.id, rooms.invitedNames(c.id)]),
+        ]),
+    },
+  );
 }
 
 /** The command-line interface of `servers/im.ts`. */
@@ -382,11 +678,30 @@ export const IM_COMMAND: CommandSpec = {
       value: "SECONDS",
       description: "how often ONLINE_USERS is sent to everyone (0: only on change)",
     },
+    "presence-coalesce": {
+      type: "string",
+      default: String(IM_PRESENCE_COALESCE_MS / 1000),
+      value: "SECONDS",
+      description: "presence changes within this window go out as one ONLINE_USERS",
+    },
     "max-line": {
       type: "string",
-      default: String(64 * 1024),
+      default: String(IM_MAX_LINE_BYTES),
       value: "BYTES",
-      description: "longest line",
+      description: "longest line accepted from a client",
+    },
+    "max-users": {
+      type: "string",
+      default: String(IM_MAX_USERS),
+      value: "N",
+      description: "users registered at once; a REGISTER past it is an ERROR",
+    },
+    "max-conversations": {
+      type: "string",
+      default: String(IM_MAX_CONVERSATIONS),
+      value: "N",
+      description:
+        "conversations one user may be a member of; an INVITE or JOIN past it is an ERROR",
     },
     ...TLS_SERVER_FLAGS,
     ...CLUSTER_FLAGS,
@@ -401,7 +716,10 @@ export async function main(args: readonly string[]): Promise<void> {
       ...serverBasics(values),
       port: portValue(values.port),
       presenceIntervalMs: millisecondsFromSeconds(values["presence-interval"], "presence-interval"),
+      presenceCoalesceMs: millisecondsFromSeconds(values["presence-coalesce"], "presence-coalesce"),
       maxLineBytes: intValue(values["max-line"], "max-line", 16),
+      maxUsers: intValue(values["max-users"], "max-users", 1),
+      maxConversations: intValue(values["max-conversations"], "max-conversations", 1),
       ...clusterValues(values),
     };
     await runServer(values, logger, () => serveIm(options));

@@ -247,7 +247,8 @@ Deno.test("serveChannel() sends leave and join notices on moves and disconnects"
   await b.close();
   deepStrictEqual(await c.next(), "B has left");
   await a.write(frame("/list"));
-  deepStrictEqual(await a.next(), "one\ntwo\nthree"); // the first frame after the notices: nothing else came
+  // The first frame after the notices: nothing else came. "three" went with its last member.
+  deepStrictEqual(await a.next(), "one\ntwo");
 });
 
 Deno.test("serveChannel() understands frames sent in random small pieces and many frames in one read", async () => {
@@ -268,14 +269,20 @@ Deno.test("serveChannel() understands frames sent in random small pieces and man
   deepStrictEqual(await a.take(50), Array.from({ length: 50 }, (_, i) => `[B] m${i}`));
 });
 
-Deno.test("serveChannel() refuses an empty name and a too-long chat without truncating", async () => {
+Deno.test("serveChannel() refuses an empty or too-long name (the client may try again) and a too-long chat without truncating", async () => {
   await using server = serveChannel({ port: 0 });
   await using nameless = await client(server, "");
   deepStrictEqual(await nameless.next(), CHANNEL_SERVER_TEXTS.emptyName);
-  await nameless.closedByServer();
+  await nameless.write(frame("n".repeat(65)));
+  deepStrictEqual(await nameless.next(), CHANNEL_SERVER_TEXTS.nameTooLong);
   await using a = await client(server, "A");
   await using b = await client(server, "B");
   await settled(a, "/create r");
+  // Still connected and unnamed: its next frame is its name.
+  await nameless.write(concat([frame("N"), frame("/join r")]));
+  deepStrictEqual(await a.next(), "N has joined");
+  await nameless.close();
+  deepStrictEqual(await a.next(), "N has left");
   await b.write(frame("/join r"));
   deepStrictEqual(await a.next(), "B has joined");
   await b.write(frame("x".repeat(200)));
@@ -339,6 +346,8 @@ Deno.test("runChannelSession() overwrites the prompt with each message and refus
   });
   const session = runChannelSession(alice, { console: out });
   await waitUntil(() => output.text.split(CHANNEL_PROMPT).length === 5, 3000, "three typed lines");
+  // Kay joins once Alice's /create is done (they race otherwise).
+  await waitUntil(() => server.channels().includes("tas"), 3000, "Alice's channel");
   await other.write(frame("/join tas"));
   await other.write(frame("Hi!"));
   await waitUntil(() => output.text.includes("[Kay] Hi!"), 3000, "Kay's chat");

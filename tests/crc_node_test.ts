@@ -342,3 +342,34 @@ Deno.test("serveCrcNode(): GET /state?from=N&limit=M pages the hosts", async () 
   deepStrictEqual(bad.status, 400);
   await bad.body?.cancel();
 });
+
+Deno.test("serveCrcNode(): a new client's list of every known client may exceed its queue limit: it is owed", async () => {
+  await using hub = await serveCrcNode({ id: 1, port: 0, maxQueueBytes: 2048 });
+  await using server = await Peer.connect<CrcMessage>(hub.addr, new CrcDecoder());
+  await server.write(
+    encodeCrc({ kind: "server_registration", source: 2, lastHop: 0, name: "s", info: "" }),
+  );
+  await server.take(1);
+  const many = Array.from(
+    { length: 300 },
+    (_, i) =>
+      encodeCrc({
+        kind: "client_registration",
+        source: 1000 + i,
+        lastHop: 2,
+        name: `u${i}`,
+        info: "",
+      }),
+  );
+  await server.write(new Uint8Array(many.flatMap((f) => [...f])));
+  // 300 registrations are about 6 KiB, three times the queue limit.
+  await using alice = await Peer.connect<CrcMessage>(hub.addr, new CrcDecoder());
+  await alice.write(
+    encodeCrc({ kind: "client_registration", source: 101, lastHop: 0, name: "alice", info: "" }),
+  );
+  await waitUntil(() => hub.state().hosts.length === 302, 3000, "every registration");
+  const frames = await alice.take(301);
+  deepStrictEqual(frames[0].kind, "status");
+  deepStrictEqual(frames.slice(1).map((m) => m.source), many.map((_, i) => 1000 + i));
+  ok(!alice.ended, "alice stays connected");
+});

@@ -1,4 +1,5 @@
 import { deepStrictEqual, match } from "node:assert/strict";
+import { isDeepStrictEqual } from "node:util";
 import {
   encodeIm,
   type ImClientMessage,
@@ -59,6 +60,15 @@ const online = (users: Record<string, string>): ImServerMessage => ({
 });
 const error = (text: string): ImServerMessage => ({ command: "ERROR", text });
 
+/** Reads ONLINE_USERS until one lists exactly `users` (changes within 200 ms come as one). */
+async function seesOnline(c: Client, users: Record<string, string>): Promise<void> {
+  while (true) {
+    const m = await c.next();
+    deepStrictEqual(m.command, "ONLINE_USERS");
+    if (isDeepStrictEqual((m as { users: unknown }).users, users)) return;
+  }
+}
+
 Deno.test("serveIm() three clients: registration, presence, invitations, messages, leaving", async () => {
   await using server = serveIm({ port: 0, presenceIntervalMs: 0 });
   await using alice = await register(server, "alice");
@@ -89,7 +99,7 @@ Deno.test("serveIm() three clients: registration, presence, invitations, message
     error(IM_TEXTS.notOnline("dave")),
   );
   await bob.expect({ command: "INVITATION", conversation: 1, inviter: "alice" });
-  await nothingElse(carol, { "1": [] });
+  await nothingElse(carol, { "1": ["alice"] }); // the inviter is a member from its INVITE on
 
   // carol was not invited: she cannot join or send.
   await carol.send({ command: "JOIN", conversation: 1 });
@@ -99,7 +109,7 @@ Deno.test("serveIm() three clients: registration, presence, invitations, message
   await carol.send({ command: "JOIN", conversation: 99 });
   await carol.expect(error(IM_TEXTS.noConversation(99)));
 
-  await alice.send({ command: "JOIN", conversation: 1 });
+  await alice.send({ command: "JOIN", conversation: 1 }); // accepted, changes nothing
   await bob.send({ command: "JOIN", conversation: "1" });
   await bob.send({ command: "LIST_CONVERSATIONS" });
   await bob.expect({ command: "CONVERSATIONS", conversations: { "1": ["alice", "bob"] } });
@@ -131,8 +141,9 @@ Deno.test("serveIm() a killed client leaves its conversations and presence; GOOD
   await using alice = await register(server, "alice");
   const bob = await register(server, "bob");
   await using carol = await register(server, "carol");
-  await alice.take(2);
-  await bob.take(1);
+  const everyone = { alice: "online", bob: "online", carol: "online" };
+  await seesOnline(alice, everyone);
+  await seesOnline(bob, everyone);
   await alice.send({ command: "INVITE", users: ["bob", "carol"] });
   await alice.next();
   await bob.next();

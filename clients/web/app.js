@@ -154,6 +154,14 @@ function lost(reason) {
   retryMs = Math.min(retryMs * 2, 5000);
 }
 
+/**
+ * True for an error that says nothing about the name: the IM server or the connection failed.
+ * @param {string} text
+ */
+function isPassing(text) {
+  return /reach|closed|timed out|shutting down|too many|full|connection/i.test(text);
+}
+
 /** @param {import("./model.js").Effect} effect */
 function apply(effect) {
   switch (effect.type) {
@@ -161,9 +169,12 @@ function apply(effect) {
       signedIn();
       break;
     case "sign-in-refused":
-      // The name is taken (or not valid). While reconnecting, someone took ours while we were
-      // away. Either way the user picks a name; the socket stays open for the next REGISTER, and
-      // if the server hangs up meanwhile the next "Sign in" opens a new one.
+      // While reconnecting, a passing failure (the IM server not back yet) is followed by the
+      // socket closing, and the retries go on. Otherwise the name is taken or not valid (while
+      // reconnecting: someone took ours while we were away): the user picks one; the socket
+      // stays open for the next REGISTER, and if the server hangs up meanwhile the next
+      // "Sign in" opens a new one.
+      if (reconnecting && isPassing(effect.text)) break;
       reconnecting = false;
       wanted = false;
       showSignIn(effect.text);
@@ -225,7 +236,7 @@ function showSignIn(error = "") {
   ui.signIn.hidden = false;
   ui.signInButton.disabled = false;
   // A refused name: pick another. The server or the connection: try again.
-  const retry = /reach|closed|timed out|shutting down|too many|full|connection/i.test(error);
+  const retry = isPassing(error);
   const text = visible(error).replace(/\.$/, "");
   ui.signInError.textContent = error
     ? `${text}. ${retry ? "Try again in a moment." : "Pick another name."}`
