@@ -61,6 +61,7 @@ export { type ImServer, type ImServerOptions, serveIm } from "./servers/im.ts";
 export { connectIm, type ImClient, type ImSessionOptions, runImSession } from "./clients/im.ts";
 export {
   type CrcHostState,
+  CrcJoinRefusedError,
   type CrcNode,
   type CrcNodeOptions,
   type CrcNodeState,
