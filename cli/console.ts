@@ -112,6 +112,11 @@ export class ClientConsole {
   #raw = false;
   #plainLines?: AsyncGenerator<string>;
   #resize = () => this.#draw();
+  #restore = () => {
+    try {
+      Deno.stdin.setRaw(false);
+    } catch { /* stdin is gone */ }
+  };
   #closed = false;
 
   /** Makes the console; nothing is read until {@link ClientConsole.lines} or {@link ClientConsole.ask}. */
@@ -231,9 +236,7 @@ export class ClientConsole {
     this.#closed = true;
     this.#end();
     if (this.#raw) {
-      try {
-        Deno.stdin.setRaw(false);
-      } catch { /* stdin is gone */ }
+      this.#restore();
       try {
         Deno.removeSignalListener("SIGWINCH", this.#resize);
       } catch { /* not added */ }
@@ -253,6 +256,10 @@ export class ClientConsole {
       Deno.stdin.setRaw(true);
       this.#raw = true;
       Deno.addSignalListener("SIGWINCH", this.#resize);
+      // Whatever ends the process (a bug included), the terminal goes back to cooked mode.
+      for (const event of ["unload", "error", "unhandledrejection"]) {
+        globalThis.addEventListener(event, this.#restore);
+      }
     }
     void this.#readKeys(input ?? Deno.stdin.readable);
     this.#draw();

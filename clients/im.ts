@@ -170,15 +170,17 @@ export function presenceNotices(
 
 /**
  * Sends REGISTER and waits for the answer. A name that is refused (taken,
- * say) is asked for again in interactive mode; in plain mode, or at end of
- * input, the answer is the refusal. Resolves with the registered name and the
- * first online list, or the reason it failed.
+ * say) is asked for again in interactive mode; in plain mode the answer is
+ * the refusal. Resolves with the registered name and the first online list,
+ * the reason it failed, or `quit` when the user left instead of answering.
  */
 export async function registerIm(
   client: ImClient,
   messages: AsyncIterator<ImServerMessage>,
   options: { user: string; status: string; console: ClientConsole },
-): Promise<{ user: string; online: Record<string, string> } | { refused: string }> {
+): Promise<
+  { user: string; online: Record<string, string> } | { refused: string } | { quit: true }
+> {
   let user = options.user;
   const out = options.console;
   while (true) {
@@ -193,9 +195,10 @@ export async function registerIm(
     const refusal = reply.text;
     if (!out.interactive) return { refused: refusal };
     out.print([tone.error(`! ${refusal}`)], { received: true });
-    const again = (await out.ask("Choose another name: "))?.trim();
-    if (!again) return { refused: refusal };
-    user = again;
+    const again = await out.ask("Choose another name: ");
+    if (again === undefined) return { quit: true }; // Ctrl+C or Ctrl+D: the user leaves
+    if (again.trim() === "") return { refused: refusal };
+    user = again.trim();
   }
 }
 
@@ -428,6 +431,11 @@ export async function main(args: readonly string[]): Promise<void> {
     } catch (error) {
       client.close();
       exitAfter(out, sessionEndOf(error), closedText);
+    }
+    if ("quit" in registered) {
+      client.close();
+      out.finish();
+      Deno.exit(0);
     }
     if ("refused" in registered) {
       client.close();

@@ -110,9 +110,9 @@ export class Connection {
   }
 
   /**
-   * `performance.now()` of the last write that made progress, or of the moment
-   * the queue stopped being empty, whichever is later (a stall detector compares
-   * it with the clock while {@link Connection.queuedBytes} is above 0).
+   * `performance.now()` of the last write that made progress (0 before the
+   * first). A stall detector compares it, and the time it first saw bytes
+   * queued, with the clock while {@link Connection.queuedBytes} is above 0.
    */
   get lastProgress(): number {
     return this.#lastProgress;
@@ -163,7 +163,6 @@ export class Connection {
       this.close();
       return false;
     }
-    if (this.#queue.length === 0 && !this.#flushing) this.#lastProgress = performance.now();
     this.#queue.push(bytes);
     if (!this.#flushing && !this.#scheduled) {
       this.#scheduled = true;

@@ -226,10 +226,7 @@ export class CrcDecoder implements FrameDecoder<CrcMessage> {
 
   /** Feeds bytes; returns the messages completed. */
   decode(chunk: Uint8Array): CrcMessage[] {
-    // Plain messages: a chat's lazily decoded content is read now, so nothing pins the read's bytes.
-    return this.#frames.decode(chunk).map((f) =>
-      f.message.kind === "chat" ? { ...f.message } : f.message
-    );
+    return this.#frames.decode(chunk).map((f) => f.message);
   }
 
   /** Bytes of a partial message held (0 at a boundary). */
@@ -245,8 +242,7 @@ export class CrcDecoder implements FrameDecoder<CrcMessage> {
 
 /**
  * A decoded message with its exact bytes (for forwarding a frame unchanged).
- * A chat's `content` is decoded on first use (routing never needs it); the
- * frames of one read share one copy of its bytes.
+ * The frames of one read share one copy of its bytes.
  */
 export interface CrcFrame {
   /** The message. */
@@ -401,18 +397,13 @@ function parse(bytes: Uint8Array, offset: number): CrcMessage {
         code: u16At(bytes, 9),
         content: text(15, bytes.length),
       };
-    case CRC_TYPES.chat: {
-      // Decoded on first use: a node forwards a chat's bytes and never reads its content.
-      let content: string | undefined;
+    case CRC_TYPES.chat:
       return {
         kind: "chat",
         source: u32At(bytes, 1),
         destination: u32At(bytes, 5),
-        get content(): string {
-          return content ??= text(13, bytes.length);
-        },
+        content: text(13, bytes.length),
       };
-    }
     case CRC_TYPES.serverQuit:
       return {
         kind: "server_quit",

@@ -28,6 +28,8 @@ export interface ChannelClusterTarget<M> {
   leave(member: M): void;
   /** Delivers a chat frame from `member` to the other members of its channel. */
   chat(member: M, frame: Uint8Array): void;
+  /** True while a channel of that name exists here (stamps of removed channels are dropped). */
+  exists(channel: string): boolean;
 }
 
 /** Options of {@link ChannelCluster}. */
@@ -67,6 +69,7 @@ export class ChannelCluster<M extends object> {
   /** Peers' members: peer -> member id -> mirror. */
   #remote = new Map<string, Map<number, Mirrored<M>>>();
   #stamps = new Map<string, Stamp>();
+  #pruneAt = 256;
 
   /** Connects to NATS in the background. */
   constructor(options: ChannelClusterOptions, target: ChannelClusterTarget<M>) {
@@ -92,7 +95,7 @@ export class ChannelCluster<M extends object> {
   entered(member: M, name: string, channel: string, created: boolean): void {
     const id = this.#idOf(member);
     if (created || !this.#stamps.has(channel)) {
-      this.#stamps.set(channel, [performance.timeOrigin + performance.now(), this.#cluster.id]);
+      this.#setStamp(channel, [performance.timeOrigin + performance.now(), this.#cluster.id]);
     }
     this.#local.set(id, [name, channel]);
     this.#cluster.publish({ t: "enter", m: id, name, ch: channel, c: this.#stamp(channel) });
@@ -147,6 +150,15 @@ export class ChannelCluster<M extends object> {
     return id;
   }
 
+  #setStamp(channel: string, stamp: Stamp) {
+    this.#stamps.set(channel, stamp);
+    if (this.#stamps.size <= this.#pruneAt) return;
+    for (const name of this.#stamps.keys()) {
+      if (name !== channel && !this.#target.exists(name)) this.#stamps.delete(name);
+    }
+    this.#pruneAt = Math.max(256, 2 * this.#stamps.size);
+  }
+
   #stamp(channel: string): Stamp {
     return this.#stamps.get(channel) ??
       [performance.timeOrigin + performance.now(), this.#cluster.id];
@@ -164,7 +176,7 @@ export class ChannelCluster<M extends object> {
     if (!mirror) members.set(id, mirror = { member: this.#target.remoteMember(name), name });
     if (mirror.channel === channel) return;
     const known = this.#stamps.get(channel);
-    if (!known || before(stamp, known)) this.#stamps.set(channel, stamp);
+    if (!known || before(stamp, known)) this.#setStamp(channel, stamp);
     mirror.channel = channel;
     this.#target.enter(mirror.member, channel);
   }

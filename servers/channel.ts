@@ -214,6 +214,7 @@ export function serveChannel(options: ChannelServerOptions = {}): ChannelServer 
         },
         leave: (member) => rooms.move(member),
         chat: (member, frame) => member.channel && broadcast(member.channel, frame, member),
+        exists: (name) => rooms.get(name) !== undefined,
       },
     )
     : undefined;

@@ -149,6 +149,8 @@ interface Link {
   reserved: boolean;
   /** A client link that stopped making progress: not waited for until it drains. */
   stuck: boolean;
+  /** When the stall check first saw its queue non-empty (or backed up). */
+  pendingSince?: number;
 }
 
 type Limits = Required<
@@ -223,7 +225,9 @@ class NodeShell {
   #nextId = 0;
   #limits: Limits;
   #maxContent?: number;
-  #stallTimer: ReturnType<typeof setInterval>;
+  /** Runs only while a server link has bytes queued or a client is backed up. */
+  #stallTimer?: ReturnType<typeof setInterval>;
+  #stallEvery: number;
   #stopping = false;
   #probe?: Promise<void>;
   #probeArmedAt = 0;
@@ -234,8 +238,7 @@ class NodeShell {
     this.#limits = limits;
     this.#maxContent = maxContent;
     this.router = router(this);
-    const every = Math.max(10, Math.min(CLIENT_STALL_MS / 4, limits.linkStallTimeoutMs / 4));
-    this.#stallTimer = setInterval(() => this.#checkStalls(), every);
+    this.#stallEvery = Math.max(10, Math.min(CLIENT_STALL_MS / 4, limits.linkStallTimeoutMs / 4));
   }
 
   /** Queues a frame (the router's output). */
@@ -250,6 +253,7 @@ class NodeShell {
     const c = link.connection;
     c.send(bytes);
     if (link.server) {
+      this.#watchStalls();
       if (c.queuedBytes > this.#limits.linkHighWaterBytes && this.servers.add(link)) {
         logger.info("Server link {peer} is backed up: pausing reads from clients", {
           peer: formatAddr(c.remoteAddr),
@@ -259,7 +263,13 @@ class NodeShell {
       c.queuedBytes > this.#limits.maxQueueBytes / 2 && !link.reserved && !link.stuck && !c.closed
     ) {
       this.clients.add(link);
+      this.#watchStalls();
     }
+  }
+
+  #watchStalls(): void {
+    if (this.#stallTimer !== undefined || this.#stopping) return;
+    this.#stallTimer = setInterval(() => this.#checkStalls(), this.#stallEvery);
   }
 
   /** The welcome's client list may exceed the normal queue limit by its size. */
@@ -282,7 +292,7 @@ class NodeShell {
     if (queued < this.#limits.linkHighWaterBytes / 2) this.#unblockServer(link);
     if (queued < this.#limits.maxQueueBytes / 4) {
       link.stuck = false;
-      this.clients.delete(link);
+      if (this.clients.delete(link) || !link.server) link.pendingSince = undefined;
     }
   }
 
@@ -303,9 +313,18 @@ class NodeShell {
 
   #checkStalls(): void {
     const now = performance.now();
+    let pending = this.clients.links.size > 0;
     for (const link of this.#serverLinks) {
       const c = link.connection;
-      if (c.queuedBytes === 0 || now - c.lastProgress < this.#limits.linkStallTimeoutMs) continue;
+      if (c.queuedBytes === 0) {
+        link.pendingSince = undefined;
+        continue;
+      }
+      pending = true;
+      link.pendingSince ??= now;
+      if (now - Math.max(c.lastProgress, link.pendingSince) < this.#limits.linkStallTimeoutMs) {
+        continue;
+      }
       logger.warning("Dropping server link {peer}: no progress for {seconds} s", {
         peer: formatAddr(c.remoteAddr),
         seconds: this.#limits.linkStallTimeoutMs / 1000,
@@ -313,16 +332,24 @@ class NodeShell {
       c.close();
     }
     for (const link of this.clients.links) {
-      if (now - link.connection.lastProgress < CLIENT_STALL_MS) continue;
+      link.pendingSince ??= now;
+      if (now - Math.max(link.connection.lastProgress, link.pendingSince) < CLIENT_STALL_MS) {
+        continue;
+      }
       link.stuck = true;
       this.clients.delete(link);
+    }
+    if (!pending) {
+      clearInterval(this.#stallTimer);
+      this.#stallTimer = undefined;
+      this.#stallTimer = undefined;
     }
   }
 
   /**
    * Fairness: a link whose data keeps arriving would otherwise be read again
    * and again within one event-loop turn (reads complete at once), starving
-   * accepts, other links and timers. After every 64 frames (or 16 KiB) a link asks; the first
+   * accepts, other links and timers. After every 256 frames (or 64 KiB) a link asks; the first
    * asker arms a zero timer (the probe) and notes the time. If the probe has
    * still not fired 2 ms later, the event loop has not turned: the asker waits
    * for it. An idle loop fires the probe at once, so this costs nothing then.
@@ -385,8 +412,8 @@ class NodeShell {
           if (connection.closed) break;
           this.router.receive(link.id, frame);
           work += 1 + (frame.bytes.length >> 8);
-          if (work < 64) continue;
-          // Only a busy link asks (64 frames or 16 KiB since it last did): ordinary traffic arms no timer.
+          if (work < 256) continue;
+          // Only a busy link asks (256 frames or 64 KiB since it last did): ordinary traffic arms few timers.
           work = 0;
           const turn = this.#mustYield();
           if (turn) await turn;
@@ -427,6 +454,7 @@ class NodeShell {
   stop(): void {
     this.#stopping = true;
     clearInterval(this.#stallTimer);
+    this.#stallTimer = undefined;
     this.servers.release();
     this.clients.release();
   }

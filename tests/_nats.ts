@@ -46,7 +46,12 @@ export class NatsServer {
     return server;
   }
 
-  /** Starts the process again (after {@link NatsServer.stop}) on the same port. */
+  /** A NATS server not started yet, on a port free now ({@link NatsServer.restart} starts it). */
+  static notYet(port = freePort()): NatsServer {
+    return new NatsServer(port);
+  }
+
+  /** Starts the process (again, after {@link NatsServer.stop}) on the same port. */
   async restart(): Promise<void> {
     this.#child = new Deno.Command(natsBinary(), {
       args: ["-a", "127.0.0.1", "-p", String(this.port)],

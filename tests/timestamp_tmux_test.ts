@@ -32,6 +32,7 @@ Deno.test({
     await tmux.type("ts", "/help");
     await tmux.waitForLine("ts", /^TEXT\s+send TEXT; the server sends it back with its time$/);
     await tmux.typeText("ts", "never sent");
+    await tmux.waitForLine("ts", "> never sent"); // the client has the keys
     deepStrictEqual((await server.stop("SIGINT")).code, 0);
     // Nobody pressed Enter: the client still notices the server is gone.
     deepStrictEqual(await tmux.exitCode("ts"), 1);

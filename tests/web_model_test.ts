@@ -69,6 +69,10 @@ Deno.test("ChatModel own invitations open at once; others wait to be accepted; m
     ["bob", "unseen", false],
   ]);
   deepStrictEqual([one.unread, model.conversations.get("2")!.unread, model.unread()], [2, 0, 2]);
+  // A message still on its way when we left does not bring the conversation back.
+  deepStrictEqual(model.leave("1"), ["LEAVE [1]"]);
+  deepStrictEqual(model.receive('MESSAGE [1,"bob","late"]'), []);
+  ok(!model.conversations.has("1"));
 });
 
 Deno.test("ChatModel asks for members when someone comes or goes, and every 30 s otherwise", () => {

@@ -102,6 +102,8 @@ export class ChatModel {
   /** @type {Map<string, string>} id to inviter */ invitations = new Map();
   /** @type {string | undefined} */ active = undefined;
   #epoch = 0;
+  /** @type {Set<string>} the conversations we left (their late messages are dropped) */
+  #left = new Set();
   #names = "";
   #askedAt = 0;
   /** @type {string[][]} the names of our INVITEs, oldest first, until their INVITATION comes */
@@ -187,6 +189,8 @@ export class ChatModel {
     }
     if (command === "MESSAGE" && Array.isArray(args)) {
       const [id, sender, message] = [String(args[0]), String(args[1]), String(args[2])];
+      // One still on its way when we left: the conversation stays closed.
+      if (this.#left.has(id) && !this.conversations.has(id)) return [];
       const conversation = this.conversations.get(id) ?? this.#open(id, sender);
       /** @type {Effect[]} */
       const effects = [];
@@ -224,6 +228,7 @@ export class ChatModel {
    */
   join(id, inviter = this.invitations.get(id) ?? "") {
     this.invitations.delete(id);
+    this.#left.delete(id);
     this.#open(id, inviter);
     this.active = id;
     return [
@@ -241,6 +246,7 @@ export class ChatModel {
   leave(id) {
     const conversation = this.conversations.get(id);
     this.conversations.delete(id);
+    if (conversation && !conversation.ended) this.#left.add(id);
     if (this.active === id) this.active = [...this.conversations.keys()].at(-1);
     return conversation && !conversation.ended ? [encodeLine("LEAVE", [Number(id)])] : [];
   }
@@ -256,6 +262,7 @@ export class ChatModel {
     this.online = {};
     this.invitations.clear();
     this.#inviting = [];
+    this.#left.clear();
     this.#epoch++;
     /** @type {[string, string][]} */
     const moved = [];
