@@ -165,7 +165,7 @@ type Limits = Required<
 const CLIENT_STALL_MS = 200;
 
 /** A link's frames are handled for at most about this long before others get a turn. */
-const TURN_BUDGET_MS = 2;
+const TURN_BUDGET_MS = 1;
 
 /** Links whose queues are past a mark; while any are, readers wait on {@link Backlog.wait}. */
 class Backlog {
@@ -349,9 +349,9 @@ class NodeShell {
   /**
    * Fairness: a link whose data keeps arriving would otherwise be read again
    * and again within one event-loop turn (reads complete at once), starving
-   * accepts, other links and timers. After every 256 frames (or 64 KiB) a link asks; the first
+   * accepts, other links and timers. After every 64 frames (or 16 KiB) a link asks; the first
    * asker arms a zero timer (the probe) and notes the time. If the probe has
-   * still not fired 2 ms later, the event loop has not turned: the asker waits
+   * still not fired 1 ms later, the event loop has not turned: the asker waits
    * for it. An idle loop fires the probe at once, so this costs nothing then.
    */
   #mustYield(): Promise<void> | undefined {
@@ -405,15 +405,15 @@ class NodeShell {
     const decoder = new CrcFrameDecoder({ maxContentBytes: this.#maxContent });
     try {
       // A read's frames are routed before anything is awaited (so every queue flushes once), unless
-      // the link has kept the event loop for 2 ms.
+      // the link has kept the event loop for 1 ms.
       let work = 0;
       for await (const frames of receiveFrameBatches(connection, decoder)) {
         for (const frame of frames) {
           if (connection.closed) break;
           this.router.receive(link.id, frame);
           work += 1 + (frame.bytes.length >> 8);
-          if (work < 256) continue;
-          // Only a busy link asks (256 frames or 64 KiB since it last did): ordinary traffic arms few timers.
+          if (work < 64) continue;
+          // Only a busy link asks (64 frames or 16 KiB since it last did): ordinary traffic arms few timers.
           work = 0;
           const turn = this.#mustYield();
           if (turn) await turn;
