@@ -29,6 +29,7 @@ import {
   directoryNameProblem,
   type EurechatMessage,
 } from "../protocols/eurechat.ts";
+import { utf8Length } from "../protocols/names.ts";
 import type { LoginAttempt, LoginThrottle, RateLimiter } from "./_accounts.ts";
 
 /** Where a user can be reached. */
@@ -84,7 +85,6 @@ export interface DirectoryCoreOptions {
 }
 
 const logger = getLogger(["parley", "directory"]);
-const encoder = new TextEncoder();
 const ADDR_PATTERN = /^[A-Za-z0-9._:%-]+$/;
 
 function isLoopback(address: string): boolean {
@@ -154,7 +154,7 @@ export class DirectoryCore {
     let bytes = -1;
     for (const [n, b] of this.bindings) {
       const text = line(n, b);
-      bytes += encoder.encode(text).length + 1;
+      bytes += utf8Length(text) + 1;
       if (bytes > DIRECTORY_MAX_RESULT_BYTES) {
         logger.warning("QUERY answer cut to {count} of {total} bound users to fit 1 MiB", {
           count: lines.length,

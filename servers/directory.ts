@@ -118,8 +118,6 @@ export interface DirectoryServer extends Server {
   readonly bindings: ReadonlyMap<string, Binding>;
   /** Runs one liveness sweep now; resolves with the names deregistered. */
   checkLiveness(): Promise<string[]>;
-  /** Hashes started so far (tests check that abandoned ones never run). */
-  readonly hashesStarted: number;
 }
 
 const logger = getLogger(["parley", "directory"]);
@@ -255,8 +253,12 @@ export function serveDirectory(options: DirectoryOptions = {}): DirectoryServer 
       },
       (connection) => runSession(connection, context),
       {
-        ...options,
         logger,
+        maxQueueBytes: options.maxQueueBytes,
+        frameTimeoutMs: options.frameTimeoutMs,
+        maxPerIp: options.maxPerIp,
+        exempt: options.exempt,
+        maxConnections: options.maxConnections,
         registerTimeoutMs: options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS,
         idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
         refuse: (text) => err(text),
@@ -286,9 +288,6 @@ export function serveDirectory(options: DirectoryOptions = {}): DirectoryServer 
     [Symbol.asyncDispose]: shutdown,
     bindings: context.core.bindings,
     checkLiveness: liveness.check,
-    get hashesStarted() {
-      return context.accounts.queue.started;
-    },
   };
 }
 

@@ -314,3 +314,22 @@ Deno.test({
     deepStrictEqual((await server.stop()).code, 0);
   },
 });
+
+Deno.test({
+  name:
+    "hostile directory: past --max-per-ip a connection gets ERR 'too many connections from your address'",
+  ignore: !IPV6,
+  fn: async () => {
+    await using directory = serveDirectory({ ...FAST, hostname: "::", maxPerIp: 2, exempt: [] });
+    const one = await login(directory, "one", "pw", "::1");
+    await using _one = one.peer;
+    await using two = await connect(directory, "::1");
+    await using three = await connect(directory, "::1");
+    const m = await three.next();
+    deepStrictEqual(`${m.type} ${payloadText(m)}`, "ERR too many connections from your address");
+    await three.closedByServer();
+    deepStrictEqual(await say(one.peer, "QUERY"), "RESULT ");
+    deepStrictEqual(two.ended, false);
+    await normalClientIsServed(directory); // from 127.0.0.1
+  },
+});
