@@ -22,6 +22,7 @@ export * from "./protocols/channel.ts";
 export * from "./protocols/eurechat.ts";
 export * from "./protocols/im.ts";
 export * from "./protocols/crc.ts";
+export * from "./protocols/crc_router.ts";
 export * from "./protocols/names.ts";
 export { type Server } from "./net/serve.ts";
 export { serveTimestamp, type TimestampOptions } from "./servers/timestamp.ts";
@@ -60,6 +61,7 @@ export { type ImServer, type ImServerOptions, serveIm } from "./servers/im.ts";
 export { connectIm, type ImClient, type ImSessionOptions, runImSession } from "./clients/im.ts";
 export {
   type CrcHostState,
+  CrcJoinRefusedError,
   type CrcNode,
   type CrcNodeOptions,
   type CrcNodeState,

@@ -301,20 +301,22 @@ export function listFrames(
   const maxFrames = Math.max(2, options.maxFrames ?? Infinity);
   const frames: string[] = [];
   let current = "";
-  let listed = 0;
-  for (const name of names) {
-    const candidate = current === "" ? name : `${current}\n${name}`;
-    if (current !== "" && channelTextBytes(candidate) > CHANNEL_FRAME_BYTES) {
-      // `current` is full. If it and the note would be the last two frames, stop here.
-      if (frames.length + 2 >= maxFrames) break;
-      frames.push(current);
-      current = name;
-    } else {
+  for (let i = 0; i < names.length; i++) {
+    const candidate = current === "" ? names[i] : `${current}\n${names[i]}`;
+    if (current === "" || channelTextBytes(candidate) <= CHANNEL_FRAME_BYTES) {
       current = candidate;
+      continue;
     }
-    listed++;
+    // `current` is full. If the next frame must be the last one, it holds the rest or the note.
+    frames.push(current);
+    if (frames.length === maxFrames - 1) {
+      const rest = names.slice(i).join("\n");
+      const fits = channelTextBytes(rest) <= CHANNEL_FRAME_BYTES;
+      frames.push(fits ? rest : CHANNEL_SERVER_TEXTS.listCapped(names.length - i));
+      return frames.map(encodeChannelReply);
+    }
+    current = names[i];
   }
   frames.push(current);
-  if (listed < names.length) frames.push(CHANNEL_SERVER_TEXTS.listCapped(names.length - listed));
   return frames.map(encodeChannelReply);
 }

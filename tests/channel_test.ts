@@ -128,6 +128,27 @@ Deno.test("listFrames() joins names with newlines and splits only when one frame
   deepStrictEqual(frames.join("\n").split("\n"), names);
 });
 
+Deno.test("listFrames() with maxFrames cuts between names and ends with the count left out", () => {
+  const names = Array.from({ length: 100 }, (_, i) => `room-${String(i).padStart(3, "0")}`);
+  // 22 of these names fill a frame: 100 need 5 frames.
+  for (const maxFrames of [2, 3, 4]) {
+    const frames = listFrames(names, { maxFrames }).map(decodeChannelFrame);
+    ok(frames.length <= maxFrames, `${frames.length} frames for ${maxFrames}`);
+    const note = frames.pop()!;
+    const listed = frames.join("\n").split("\n");
+    deepStrictEqual(listed, names.slice(0, listed.length));
+    deepStrictEqual(note, CHANNEL_SERVER_TEXTS.listCapped(names.length - listed.length));
+  }
+  // A list that fits is not cut, whatever the limit.
+  deepStrictEqual(listFrames(names.slice(0, 5), { maxFrames: 2 }).map(decodeChannelFrame), [
+    names.slice(0, 5).join("\n"),
+  ]);
+  deepStrictEqual(
+    listFrames(names, { maxFrames: 1000 }).map(decodeChannelFrame).join("\n"),
+    names.join("\n"),
+  );
+});
+
 // ---- server over real sockets ---------------------------------------------------------------
 
 /**
