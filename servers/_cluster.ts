@@ -57,7 +57,7 @@ type Wire<E, S> =
   | { k: "hb" }
   | { k: "hello" }
   | { k: "bye" }
-  | { k: "s"; s: S }
+  | { k: "s"; part: string; more: boolean }
   | { k: "e"; e: E }
   | { k: "claim"; key: string; n: number }
   | { k: "done"; key: string }
@@ -65,6 +65,9 @@ type Wire<E, S> =
 
 /** What travels on `P.to.<instance>`. */
 type Reply = { k: "claimed" | "synced"; n: number; ok: boolean; from: string };
+
+/** Characters of snapshot JSON per message: at most 800 KB of UTF-8, under NATS's 1 MB default. */
+const SNAPSHOT_PART = 200_000;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -95,6 +98,8 @@ export class Cluster<E, S> {
   /** Keys granted to a peer whose claim may still be under way: the winning grantee, until when. */
   #granted = new Map<string, { peer: string; until: number }>();
   #started: Promise<void>;
+  /** Snapshot parts received so far, by peer. */
+  #parts = new Map<string, string>();
   #lastHello = 0;
 
   /** Starts connecting in the background; the instance serves its own clients meanwhile. */
@@ -250,7 +255,16 @@ export class Cluster<E, S> {
   #hello() {
     this.#lastHello = performance.now();
     this.#send({ k: "hello" });
-    this.#send({ k: "s", s: this.#options.snapshot() });
+    this.#sendSnapshot();
+  }
+
+  /** The snapshot as JSON, in as many parts as it needs (one, usually), back to back. */
+  #sendSnapshot() {
+    const json = JSON.stringify(this.#options.snapshot());
+    for (let i = 0; i < json.length || i === 0; i += SNAPSHOT_PART) {
+      const more = i + SNAPSHOT_PART < json.length;
+      this.#send({ k: "s", part: json.slice(i, i + SNAPSHOT_PART), more });
+    }
   }
 
   #handle(m: Msg) {
@@ -278,9 +292,13 @@ export class Cluster<E, S> {
     }
     switch (message.k) {
       case "hello":
-        return this.#send({ k: "s", s: this.#options.snapshot() });
-      case "s":
-        return this.#options.onSnapshot(peer, message.s);
+        return this.#sendSnapshot();
+      case "s": {
+        const json = (this.#parts.get(peer) ?? "") + message.part;
+        if (message.more) return void this.#parts.set(peer, json);
+        this.#parts.delete(peer);
+        return this.#options.onSnapshot(peer, JSON.parse(json));
+      }
       case "e":
         return this.#options.onEvent(peer, message.e);
       case "claim":
@@ -333,6 +351,7 @@ export class Cluster<E, S> {
 
   #lose(peer: string, why: string) {
     const known = this.#peers.delete(peer);
+    this.#parts.delete(peer);
     if (known) this.#options.logger.info("Cluster peer {peer} {why}", { peer, why });
     this.#options.onPeerLost(peer);
     for (const claim of [...this.#claims.values()]) {

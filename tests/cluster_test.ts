@@ -17,6 +17,8 @@ import {
 import type { FrameDecoder } from "../protocols/frames.ts";
 import { type ChannelServer, serveChannel } from "../servers/channel.ts";
 import { type ImServer, serveIm } from "../servers/im.ts";
+import { Cluster } from "../servers/_cluster.ts";
+import { getLogger } from "@logtape/logtape";
 import { EntryProcess, Peer, waitUntil } from "./_helpers.ts";
 import { NatsServer } from "./_nats.ts";
 
@@ -417,5 +419,30 @@ Deno.test("servers/channel.ts and servers/im.ts refuse a --nats value that is no
       "--allow-net",
     ]);
     deepStrictEqual((await p.exited()).code, 2);
+  }
+});
+
+Deno.test("Cluster: a snapshot bigger than one NATS message arrives whole, in parts", async () => {
+  await using nats = await NatsServer.start();
+  const got = new Map<string, string>();
+  const make = (big: string) =>
+    new Cluster<never, { big: string }>({
+      servers: [nats.url],
+      prefix: "parley.test",
+      timeoutMs: STEADY_MS,
+      logger: getLogger(["parley", "test"]),
+      snapshot: () => ({ big }),
+      onEvent: () => {},
+      onSnapshot: (peer, snapshot) => void got.set(peer, snapshot.big),
+      onPeerLost: () => {},
+    });
+  const a = make("é".repeat(700_000)); // 1.4 MB of UTF-8: over NATS's 1 MB default payload
+  const b = make("small");
+  try {
+    await waitUntil(() => got.has(a.id) && got.has(b.id), 5000, "both snapshots");
+    deepStrictEqual(got.get(a.id), "é".repeat(700_000));
+    deepStrictEqual(got.get(b.id), "small");
+  } finally {
+    await Promise.all([a.close(), b.close()]);
   }
 });
