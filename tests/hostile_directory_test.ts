@@ -15,7 +15,7 @@ import {
   payloadText,
 } from "../protocols/eurechat.ts";
 import { type DirectoryOptions, serveDirectory } from "../servers/directory.ts";
-import { servePeer } from "../clients/eurechat.ts";
+import { DirectoryClient, servePeer } from "../clients/eurechat.ts";
 import { EntryProcess, Peer, portOf } from "./_helpers.ts";
 
 const FAST: DirectoryOptions = { port: 0, db: ":memory:", hashCost: 4, livenessIntervalMs: 0 };
@@ -332,4 +332,22 @@ Deno.test({
     deepStrictEqual(two.ended, false);
     await normalClientIsServed(directory); // from 127.0.0.1
   },
+});
+
+Deno.test("hostile directory: a full QUERY at the caps (10,000 names of 32 bytes, 64-byte addresses) reaches Parley's client", async () => {
+  await using directory = serveDirectory(FAST);
+  // Filling the table directly stands in for 10,000 logins and BINDs of the longest names allowed.
+  const bindings = directory.bindings as Map<string, { addr: string; port: number }>;
+  for (let i = 0; i < 10_000; i++) {
+    bindings.set(String(i).padStart(32, "n"), { addr: "a".repeat(64), port: 65535 });
+  }
+  await using client = await DirectoryClient.connect("127.0.0.1", portOf(directory.addr));
+  await client.login("reader", "pw");
+  const everyone = await client.query();
+  deepStrictEqual(everyone.length, 10_000);
+  deepStrictEqual(everyone[9_999], {
+    name: "n".repeat(28) + "9999",
+    addr: "a".repeat(64),
+    port: 65535,
+  });
 });
