@@ -446,3 +446,41 @@ Deno.test("Cluster: a snapshot bigger than one NATS message arrives whole, in pa
     await Promise.all([a.close(), b.close()]);
   }
 });
+
+Deno.test("cluster: a killed IM instance (kill -9) loses its users: ONLINE_USERS and CONVERSATIONS elsewhere", async () => {
+  await using nats = await NatsServer.start();
+  await using a = serveIm({
+    port: 0,
+    presenceIntervalMs: 0,
+    nats: [nats.url],
+    clusterTimeoutMs: TIMEOUT_MS,
+  });
+  await using b = EntryProcess.start("servers/im.ts", [
+    "--port",
+    "0",
+    "--presence-interval",
+    "0",
+    "--nats",
+    nats.url,
+    "--cluster-timeout",
+    String(TIMEOUT_MS / 1000),
+  ], ["--allow-net"]);
+  const bAddr: Deno.NetAddr = {
+    transport: "tcp",
+    hostname: "127.0.0.1",
+    port: await b.listeningPort(),
+  };
+  await waitUntil(() => a.clusterPeers().length === 1, 10000, "the other instance");
+  await using alice = await imRegister(a, "alice");
+  await using bob = await imRegister({ addr: bAddr }, "bob");
+  await onlineIs(alice, { alice: "online", bob: "online" });
+  await bob.send({ command: "INVITE", users: ["alice"] });
+  const { conversation: id } = await nextNotPresence(alice) as { conversation: number };
+  await alice.send({ command: "JOIN", conversation: id });
+  await bob.send({ command: "JOIN", conversation: id });
+  await waitUntil(() => a.conversations()[id]?.length === 2, 3000, "both members");
+  b.child.kill("SIGKILL");
+  await b.exited();
+  await onlineIs(alice, { alice: "online" });
+  deepStrictEqual(a.conversations(), { [id]: ["alice"] });
+});

@@ -374,3 +374,23 @@ Deno.test("serveIm() --register-timeout closes a connection that never registers
   await idle.send({ command: "LIST_CONVERSATIONS" });
   deepStrictEqual(await nextNonPresence(idle), { command: "CONVERSATIONS", conversations: {} });
 });
+
+Deno.test("serveIm() cuts ONLINE_USERS to the reply limit when the caps were raised past it", async () => {
+  const maxReplyBytes = 300;
+  await using server = serveIm({ port: 0, presenceIntervalMs: 0, maxReplyBytes });
+  const users: Client[] = [];
+  try {
+    for (let i = 0; i < 30; i++) users.push(await register(server, `user-${i}`, "online"));
+    await users[0].send({ command: "STATUS", status: "last" });
+    await users[0].waitFor(
+      () =>
+        users[0].frames.some((m) => m.command === "ONLINE_USERS" && m.users["user-0"] === "last"),
+      5000,
+      "the status change",
+    );
+    for (const c of users) ok(c.decoder.longest <= maxReplyBytes, `a line of ${c.decoder.longest}`);
+    deepStrictEqual(Object.keys(server.onlineUsers()).length, 30); // cut on the wire only
+  } finally {
+    for (const c of users) await c.close();
+  }
+});
