@@ -34,7 +34,7 @@ export const DEFAULT_FRAME_TIMEOUT_MS = 10_000;
 /** Default `--register-timeout`: a connection must register within 10 s. */
 export const DEFAULT_REGISTER_TIMEOUT_MS = 10_000;
 
-/** Largest read buffer of one connection (it starts at 256 bytes and doubles while reads fill it). */
+/** Largest read buffer of one connection (it starts at 512 bytes and doubles while reads fill it). */
 export const MAX_READ_BYTES = 64 * 1024;
 
 /** The errors a decoder throws on input whose frames cannot be found. */
@@ -90,7 +90,7 @@ export interface ReadPolicy {
  *
  * To stop reading, `break` (or `return`) out of the loop; `serveStream` ends
  * the connection, flushing what was queued, once the handler returns. The
- * read buffer starts at 256 bytes and doubles while reads fill it (up to
+ * read buffer starts at 512 bytes and doubles while reads fill it (up to
  * {@link MAX_READ_BYTES}), so idle connections hold little memory. A decoder
  * that reports {@link FrameDecoder.buffered} gets an exact frame timer; one
  * that does not is timed from the first read that completed no frame.
