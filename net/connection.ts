@@ -74,7 +74,10 @@ export class Connection {
    * frame now being received arrived (-1 while no partial frame is held)...
    */
   frameStartedAt = -1;
-  /** ...when the last complete message arrived (or the connection opened)... */
+  /**
+   * ...when the server last finished handling a complete message (or the
+   * connection opened; Infinity while it is handling one)...
+   */
   lastMessageAt: number = performance.now();
   /** ...and the time by which it must register (Infinity once registered, or without a limit). */
   registerBy = Infinity;
@@ -240,30 +243,5 @@ export class Connection {
       this.conn.close();
     } catch { /* already closed */ }
     for (const wake of this.#drainWaiters.splice(0)) wake();
-  }
-
-  /**
-   * Reads chunks until the peer closes or this side closes; read errors end the stream.
-   *
-   * The read buffer starts small and doubles whenever a read fills it (up to
-   * `maxBufferSize`), so thousands of idle connections hold little memory while
-   * a busy one reads in large gulps. A yielded chunk is only valid until the
-   * next one is requested.
-   */
-  async *chunks(maxBufferSize = 64 * 1024): AsyncGenerator<Uint8Array> {
-    let buffer = new Uint8Array(Math.min(INITIAL_READ_BYTES, maxBufferSize));
-    while (!this.#closed) {
-      let n: number | null;
-      try {
-        n = await this.conn.read(buffer);
-      } catch {
-        return;
-      }
-      if (n === null) return;
-      yield buffer.subarray(0, n);
-      if (n === buffer.length && buffer.length < maxBufferSize) {
-        buffer = new Uint8Array(Math.min(buffer.length * 2, maxBufferSize));
-      }
-    }
   }
 }

@@ -13,7 +13,8 @@
  * - a frame must be complete within {@link ReadPolicy.frameTimeoutMs} of its
  *   first byte (slowloris), a connection must register within
  *   {@link ReadPolicy.registerTimeoutMs}, and the idle timer is reset by
- *   complete messages only, never by single bytes.
+ *   complete messages only, never by single bytes (it counts from the moment
+ *   the server finished handling them, so slow work of its own is not idling).
  *
  * The time limits cost no timer per connection or per message: the read path
  * writes three numbers on the connection, and one {@link DeadlineSweep} per
@@ -199,7 +200,12 @@ export async function* receiveFrameBatches<T>(
       return await framingFailed(connection, error);
     }
     markProgress(connection, frames.length, decoder.buffered);
-    if (frames.length > 0) yield frames;
+    if (frames.length > 0) {
+      // While the server handles them (a password hash, say) the peer is not idling.
+      connection.lastMessageAt = Infinity;
+      yield frames;
+      connection.lastMessageAt = performance.now();
+    }
     if (n === buffer.length && buffer.length < MAX_READ_BYTES) {
       buffer = new Uint8Array(buffer.length * 2);
     }

@@ -72,7 +72,7 @@ import {
   type TlsCertificate,
   TOO_MANY_FROM_ADDRESS,
 } from "../net/serve.ts";
-import { DEFAULT_REGISTER_TIMEOUT_MS } from "../net/framing.ts";
+import { DEFAULT_REGISTER_TIMEOUT_MS, receiveFrames } from "../net/framing.ts";
 import { listenError } from "../net/listen.ts";
 import {
   type CommandSpec,
@@ -345,9 +345,7 @@ class Bridge {
   async #fromIm(im: Connection): Promise<void> {
     const decoder = new ImLineDecoder({ maxLineBytes: 1024 * 1024 });
     try {
-      for await (const chunk of im.chunks()) {
-        for (const line of decoder.decode(chunk)) this.#forward(line);
-      }
+      for await (const line of receiveFrames(im, decoder)) this.#forward(line);
     } catch (error) {
       // A line over 1 MiB (the client-side limit) cannot be framed: this bridge ends.
       logger.warn("IM link of {peer} failed: {error}", {

@@ -143,3 +143,17 @@ Deno.test("register timeout: an unregistered connection gets the reply and is cl
   deepStrictEqual(await good.next(), "echo after\n");
   ok(!good.ended);
 });
+
+Deno.test("idle timeout: time the server spends handling a message is not the peer idling", async () => {
+  await using server = serveStream({ port: 0 }, async (connection) => {
+    for await (const text of receiveFrames(connection, new ImLineDecoder())) {
+      if (text === "SLOW") await new Promise((r) => setTimeout(r, 400)); // a password hash, say
+      connection.send(line(`done ${text}`));
+    }
+  }, { idleTimeoutMs: 200, onIdle: () => line("IDLE") });
+  await using peer = await Peer.connect(server.addr, new TextChunks());
+  await peer.write(line("SLOW"));
+  deepStrictEqual(await peer.next(), "done SLOW\n");
+  await peer.write(line("next"));
+  deepStrictEqual(await peer.next(), "done next\n");
+});

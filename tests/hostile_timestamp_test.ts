@@ -19,6 +19,7 @@ function everyServer(dir: string): [string, string[], string[]][] {
     ["servers/im.ts", [], ["--allow-net"]],
     ["servers/directory.ts", ["--db", `${dir}/accounts.db`], UNIX_FLAGS],
     ["servers/crc_node.ts", ["--id", "7"], ["--allow-net"]],
+    ["servers/web.ts", [], ["--allow-net"]],
   ];
 }
 
@@ -39,6 +40,20 @@ Deno.test("every server: a port in use is one line '127.0.0.1:PORT is already in
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("the CRC admin endpoint on a port in use: the same one line, exit 1", async () => {
+  using busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (busy.addr as Deno.NetAddr).port;
+  await using node = EntryProcess.start(
+    "servers/crc_node.ts",
+    ["--id", "8", "--port", "0", "--admin", `127.0.0.1:${port}`],
+    ["--allow-net"],
+  );
+  const status = await node.exited();
+  deepStrictEqual(status.code, 1, node.output);
+  match(node.output, new RegExp(`(^|\\n)127\\.0\\.0\\.1:${port} is already in use\\n`));
+  ok(!/ at |AddrInUse/.test(node.output), node.output);
 });
 
 Deno.test("every server: a --host that does not resolve, or is not this machine's, is one line, exit 2", async () => {

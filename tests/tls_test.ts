@@ -14,6 +14,8 @@ import { CrcClient } from "../clients/crc.ts";
 import { DirectoryClient, sendPeerMessage, servePeer } from "../clients/eurechat.ts";
 import { connectWithTimeout, TlsHandshakeError } from "../net/dial.ts";
 import { serveStream } from "../net/serve.ts";
+import { receiveFrames } from "../net/framing.ts";
+import { TimestampChunkDecoder } from "../protocols/timestamp.ts";
 import { tlsClientOptions, tlsServerFiles, UsageError } from "../cli/command.ts";
 import type { ImServerMessage } from "../protocols/im.ts";
 import { EntryProcess, portOf, waitUntil, within } from "./_helpers.ts";
@@ -320,7 +322,9 @@ Deno.test("A stranger that never finishes its handshake does not stall the accep
     { port: 0, tls: pki.certificate },
     async (connection) => {
       served++;
-      for await (const chunk of connection.chunks()) connection.send(chunk.slice());
+      for await (const chunk of receiveFrames(connection, new TimestampChunkDecoder())) {
+        connection.send(chunk);
+      }
     },
     { tlsHandshakeTimeoutMs: 300 },
   );
