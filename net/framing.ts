@@ -161,9 +161,14 @@ export async function* receiveFrames<T>(
       return await framingFailed(connection, error);
     }
     markProgress(connection, frames.length, decoder.buffered);
-    for (const frame of frames) {
-      if (connection.ending) return;
-      yield frame;
+    if (frames.length > 0) {
+      // While the server handles them (a password hash, say) the peer is not idling.
+      connection.lastMessageAt = Infinity;
+      for (const frame of frames) {
+        if (connection.ending) return;
+        yield frame;
+      }
+      connection.lastMessageAt = performance.now();
     }
     if (n === buffer.length && buffer.length < MAX_READ_BYTES) {
       buffer = new Uint8Array(buffer.length * 2);
