@@ -194,125 +194,19 @@ export interface ChannelServer extends Server {
  * ```
  */
 export function serveChannel(options: ChannelServerOptions = {}): ChannelServer {
-  const rooms = new ChannelRooms();
-  const maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
-  const maxListFrames = Math.floor(maxQueueBytes / 4 / CHANNEL_FRAME_BYTES);
-  const registerTimeoutMs = options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS;
-
-  /** A reply to one client; replies that quote what it typed are cut to fit, never refused. */
-  const sendText = (member: ChannelMember, text: string) =>
-    member.connection.send(encodeChannelReply(text));
-
-  const cluster = options.nats
-    ? new ChannelCluster<ChannelMember>(
-      { servers: options.nats, timeoutMs: options.clusterTimeoutMs ?? 5000, logger },
-      {
-        remoteMember: (name) => ({ connection: NO_CONNECTION, name }),
-        enter: (member, name) => {
-          const channel = rooms.get(name);
-          if (!channel || channel !== member.channel) rooms.move(member, channel ?? name);
-        },
-        leave: (member) => rooms.move(member),
-        chat: (member, frame) => member.channel && broadcast(member.channel, frame, member),
-        exists: (name) => rooms.get(name) !== undefined,
-      },
-    )
-    : undefined;
-  const listed = () => cluster?.order(rooms.names()) ?? rooms.names();
-
-  /** Why `channel` cannot be named in a /join or /create, or undefined. */
-  const channelProblem = (channel: string, requiresName: string) =>
-    channel === ""
-      ? requiresName
-      : !isSafeName(channel)
-      ? CHANNEL_SERVER_TEXTS.badChannelName
-      : undefined;
-
-  const handle = (member: ChannelMember, text: string) => {
-    const command = parseChannelCommand(text);
-    switch (command.kind) {
-      case "chat": {
-        if (!member.channel) return sendText(member, CHANNEL_TEXTS.notInChannel);
-        // The hot path: check the size and encode in one step, once for every receiver.
-        const line = `[${member.name}] ${command.text}`;
-        const frame = tryEncodeChannelFrame(line);
-        if (!frame) {
-          return sendText(member, CHANNEL_SERVER_TEXTS.chatTooLong(channelTextBytes(line)));
-        }
-        broadcast(member.channel, frame, member);
-        return cluster?.chatted(member, line);
-      }
-      case "join": {
-        const problem = channelProblem(command.channel, CHANNEL_TEXTS.joinRequiresName);
-        if (problem) return sendText(member, problem);
-        const channel = rooms.get(command.channel);
-        if (!channel) return sendText(member, CHANNEL_TEXTS.noChannelExists(command.channel));
-        if (channel !== member.channel) {
-          rooms.move(member, channel);
-          cluster?.entered(member, member.name, command.channel, false);
-        }
-        return;
-      }
-      case "create": {
-        const problem = channelProblem(command.channel, CHANNEL_TEXTS.createRequiresName);
-        if (problem) return sendText(member, problem);
-        if (rooms.get(command.channel)) {
-          return sendText(member, CHANNEL_TEXTS.channelExists(command.channel));
-        }
-        if (channelTextBytes(command.channel) > MAX_CHANNEL_BYTES) {
-          return sendText(member, CHANNEL_SERVER_TEXTS.channelTooLong);
-        }
-        rooms.move(member, command.channel);
-        return cluster?.entered(member, member.name, command.channel, true);
-      }
-      case "list":
-        for (const frame of listFrames(listed(), { maxFrames: maxListFrames })) {
-          member.connection.send(frame);
-        }
-        return;
-      case "invalid":
-        return sendText(member, CHANNEL_TEXTS.invalidControlMessage(command.command));
-    }
-  };
-
-  /** The first frames of a connection: a name, or a reply saying why not (the client may retry). */
-  const identify = (connection: Connection, text: string): ChannelMember | undefined => {
-    const problem = nameProblem(text);
-    if (problem) {
-      connection.send(encodeChannelFrame(problem));
-      return undefined;
-    }
-    logger.debug("{peer} is {name}", { peer: formatAddr(connection.remoteAddr), name: text });
-    return { connection, name: text };
-  };
-
+  const service = new ChannelService(options);
+  const { registerTimeoutMs, cluster, rooms } = service;
   const server = serveStream(
     {
       hostname: options.hostname ?? "127.0.0.1",
       port: options.port ?? CHANNEL_PORT,
       tls: options.tls,
     },
-    async (connection) => {
-      let member: ChannelMember | undefined;
-      try {
-        for await (const text of receiveFrames(connection, new ChannelDecoder())) {
-          if (member) {
-            // In a cluster, /create, /list and a /join of an unknown channel first hear from every peer.
-            if (cluster && text.startsWith("/")) await cluster.settle(text, rooms);
-            handle(member, text);
-          } else if ((member = identify(connection, text))) connection.registered();
-        }
-      } finally {
-        if (member) {
-          rooms.move(member);
-          cluster?.left(member);
-        }
-      }
-    },
+    (connection) => service.serve(connection),
     {
       ...options,
       logger,
-      maxQueueBytes,
+      maxQueueBytes: service.maxQueueBytes,
       registerTimeoutMs,
       // Any 200-byte frame is a message the client shows: refusals and time-outs are one frame.
       refuse: (text) => encodeChannelReply(text),
@@ -329,6 +223,136 @@ export function serveChannel(options: ChannelServerOptions = {}): ChannelServer 
     await cluster.close();
   };
   return { ...server, shutdown, [Symbol.asyncDispose]: shutdown, channels, clusterPeers };
+}
+
+/** What one channel server does with each connection and frame; `serveChannel` is its I/O shell. */
+class ChannelService {
+  readonly rooms: ChannelRooms = new ChannelRooms();
+  readonly cluster?: ChannelCluster<ChannelMember>;
+  readonly maxQueueBytes: number;
+  readonly registerTimeoutMs: number;
+  readonly #maxListFrames: number;
+
+  constructor(options: ChannelServerOptions) {
+    this.maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
+    this.#maxListFrames = Math.floor(this.maxQueueBytes / 4 / CHANNEL_FRAME_BYTES);
+    this.registerTimeoutMs = options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS;
+    const rooms = this.rooms;
+    this.cluster = options.nats
+      ? new ChannelCluster<ChannelMember>(
+        { servers: options.nats, timeoutMs: options.clusterTimeoutMs ?? 5000, logger },
+        {
+          remoteMember: (name) => ({ connection: NO_CONNECTION, name }),
+          enter: (member, name) => {
+            const channel = rooms.get(name);
+            if (!channel || channel !== member.channel) rooms.move(member, channel ?? name);
+          },
+          leave: (member) => rooms.move(member),
+          chat: (member, frame) => member.channel && broadcast(member.channel, frame, member),
+          exists: (name) => rooms.get(name) !== undefined,
+        },
+      )
+      : undefined;
+  }
+
+  /** Reads one connection's frames: first its name, then commands and chats. */
+  async serve(connection: Connection): Promise<void> {
+    let member: ChannelMember | undefined;
+    try {
+      for await (const text of receiveFrames(connection, new ChannelDecoder())) {
+        if (member) {
+          // In a cluster, /create, /list and a /join of an unknown channel first hear from every peer.
+          if (this.cluster && text.startsWith("/")) await this.cluster.settle(text, this.rooms);
+          this.handle(member, text);
+        } else if ((member = this.identify(connection, text))) connection.registered();
+      }
+    } finally {
+      if (member) {
+        this.rooms.move(member);
+        this.cluster?.left(member);
+      }
+    }
+  }
+
+  /** The first frames of a connection: a name, or a reply saying why not (the client may retry). */
+  identify(connection: Connection, text: string): ChannelMember | undefined {
+    const problem = nameProblem(text);
+    if (problem) {
+      connection.send(encodeChannelFrame(problem));
+      return undefined;
+    }
+    logger.debug("{peer} is {name}", { peer: formatAddr(connection.remoteAddr), name: text });
+    return { connection, name: text };
+  }
+
+  /** One frame of a named member. */
+  handle(member: ChannelMember, text: string): void {
+    const command = parseChannelCommand(text);
+    switch (command.kind) {
+      case "chat":
+        return this.chat(member, command.text);
+      case "join":
+        return this.join(member, command.channel);
+      case "create":
+        return this.create(member, command.channel);
+      case "list":
+        for (const frame of listFrames(this.#listed(), { maxFrames: this.#maxListFrames })) {
+          member.connection.send(frame);
+        }
+        return;
+      case "invalid":
+        return sendText(member, CHANNEL_TEXTS.invalidControlMessage(command.command));
+    }
+  }
+
+  /** A chat line to the other members of the sender's channel. */
+  chat(member: ChannelMember, text: string): void {
+    if (!member.channel) return sendText(member, CHANNEL_TEXTS.notInChannel);
+    // The hot path: check the size and encode in one step, once for every receiver.
+    const line = `[${member.name}] ${text}`;
+    const frame = tryEncodeChannelFrame(line);
+    if (!frame) return sendText(member, CHANNEL_SERVER_TEXTS.chatTooLong(channelTextBytes(line)));
+    broadcast(member.channel, frame, member);
+    this.cluster?.chatted(member, line);
+  }
+
+  /** `/join NAME`: move to an existing channel (nothing when already there). */
+  join(member: ChannelMember, name: string): void {
+    const problem = channelProblem(name, CHANNEL_TEXTS.joinRequiresName);
+    if (problem) return sendText(member, problem);
+    const channel = this.rooms.get(name);
+    if (!channel) return sendText(member, CHANNEL_TEXTS.noChannelExists(name));
+    if (channel === member.channel) return;
+    this.rooms.move(member, channel);
+    this.cluster?.entered(member, member.name, name, false);
+  }
+
+  /** `/create NAME`: a new channel, joined at once. */
+  create(member: ChannelMember, name: string): void {
+    const problem = channelProblem(name, CHANNEL_TEXTS.createRequiresName);
+    if (problem) return sendText(member, problem);
+    if (this.rooms.get(name)) return sendText(member, CHANNEL_TEXTS.channelExists(name));
+    if (channelTextBytes(name) > MAX_CHANNEL_BYTES) {
+      return sendText(member, CHANNEL_SERVER_TEXTS.channelTooLong);
+    }
+    this.rooms.move(member, name);
+    this.cluster?.entered(member, member.name, name, true);
+  }
+
+  #listed(): string[] {
+    return this.cluster?.order(this.rooms.names()) ?? this.rooms.names();
+  }
+}
+
+/** A reply to one client; replies that quote what it typed are cut to fit, never refused. */
+function sendText(member: ChannelMember, text: string): void {
+  member.connection.send(encodeChannelReply(text));
+}
+
+/** Why `channel` cannot be named in a /join or /create, or undefined. */
+function channelProblem(channel: string, requiresName: string): string | undefined {
+  if (channel === "") return requiresName;
+  return isSafeName(channel) ? undefined : CHANNEL_SERVER_TEXTS.badChannelName;
 }
 
 /** The command-line interface of `servers/channel.ts`. */

@@ -431,177 +431,31 @@ export interface ImServer extends Server {
  * ```
  */
 export function serveIm(options: ImServerOptions = {}): ImServer {
-  let cluster: ImCluster<ImUser> | undefined;
-  const rooms = new ImRooms({ ...options, takeId: () => cluster?.takeId() });
-  const maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
-  const maxReplyBytes = options.maxReplyBytes ?? IM_CLIENT_MAX_LINE_BYTES;
-  const registerTimeoutMs = options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS;
-  const presence = new PresencePusher(
-    rooms,
-    options.presenceCoalesceMs ?? IM_PRESENCE_COALESCE_MS,
-    maxReplyBytes,
-  );
-
-  const error = (connection: Pick<Connection, "send">, text: string) =>
-    connection.send(encodeIm({ command: "ERROR", text }));
-
-  /** CONVERSATIONS, cut to the reply limit and a quarter of the queue; an ERROR says so. */
-  const sendConversations = (user: ImUser) => {
-    const entries = [...rooms.conversations.values()].map((
-      c,
-    ): [string, string[]] => [String(c.id), [...c.members].map((u) => u.name)]);
-    const { bytes, cut } = encodeCapped(
-      "CONVERSATIONS",
-      entries,
-      Math.min(maxReplyBytes, Math.floor(maxQueueBytes / 4)),
-    );
-    user.connection.send(bytes);
-    if (cut > 0) {
-      error(user.connection, IM_TEXTS.conversationsCut(entries.length - cut, entries.length));
-    }
-  };
-
-  const goOffline = (user: ImUser) => {
-    if (!rooms.remove(user)) return;
-    logger.info("{name} went offline", { name: user.name });
-    presence.changed();
-  };
-
-  /** REGISTER from a connection with no user yet: the new user, or undefined if refused. */
-  const register = async (connection: Connection, username: string, status: string) => {
-    // In a cluster the name is claimed from every instance first.
-    if (cluster && !rooms.users.has(username) && !(await cluster.claimName(username))) {
-      error(connection, IM_TEXTS.nameTaken(username));
-      return undefined;
-    }
-    const user = rooms.register(connection, username, status);
-    if (typeof user === "string") {
-      error(connection, user);
-      return undefined;
-    }
-    logger.info("{name} registered from {peer}", {
-      name: username,
-      peer: formatAddr(connection.remoteAddr),
-    });
-    presence.changed();
-    presence.welcome(user);
-    cluster?.registered(user.name, user.status);
-    return user;
-  };
-
-  const invite = (user: ImUser, names: readonly string[]) => {
-    const result = rooms.invite(user, names);
-    if (typeof result === "string") return error(user.connection, result);
-    const invitation = encodeIm({
-      command: "INVITATION",
-      conversation: result.conversation.id,
-      inviter: user.name,
-    });
-    user.connection.send(invitation);
-    for (const name of result.missing) error(user.connection, IM_TEXTS.notOnline(name));
-    for (const invitee of result.invitees) invitee.connection.send(invitation);
-  };
-
-  /** Handles one message of a registered user; returns false when the connection should close. */
-  const act = (user: ImUser, m: ImClientMessage | ImServerMessage): boolean => {
-    const reply = (problem: string | undefined) => {
-      if (problem !== undefined) error(user.connection, problem);
-      return true;
-    };
-    switch (m.command) {
-      case "REGISTER":
-        return reply(IM_TEXTS.alreadyRegistered(user.name));
-      case "STATUS":
-        user.status = m.status;
-        presence.changed();
-        return true;
-      case "GOODBYE":
-        goOffline(user);
-        return false;
-      case "INVITE":
-        invite(user, m.users);
-        return true;
-      case "LIST_CONVERSATIONS":
-        sendConversations(user);
-        return true;
-      case "JOIN":
-        return reply(rooms.join(user, m.conversation));
-      case "SEND_MESSAGE": {
-        const conversation = rooms.membership(user, m.conversation);
-        if (typeof conversation === "string") return reply(conversation);
-        const frame = encodeIm({
-          command: "MESSAGE",
-          conversation: conversation.id,
-          sender: user.name,
-          message: m.message,
-        });
-        for (const member of conversation.members) member.connection.send(frame);
-        return true;
-      }
-      case "LEAVE":
-        return reply(rooms.leave(user, m.conversation));
-      default:
-        return reply(`${m.command} is sent by the server, not by clients`);
-    }
-  };
-
+  const service = new ImService(options);
+  const { registerTimeoutMs } = service;
   const server = serveStream(
     { hostname: options.hostname ?? "127.0.0.1", port: options.port ?? IM_PORT, tls: options.tls },
-    async (connection) => {
-      const decoder = new ImLineDecoder({ maxLineBytes: options.maxLineBytes });
-      let user: ImUser | undefined;
-      try {
-        for await (const line of receiveFrames(connection, decoder)) {
-          let message;
-          try {
-            message = parseImLine(line);
-          } catch (e) {
-            if (!(e instanceof ImMessageError)) throw e;
-            error(connection, e.message);
-            continue;
-          }
-          if (user) {
-            // No await without a cluster: a microtask per line costs throughput.
-            if (cluster) await cluster.before(message as ImClientMessage);
-            const open = act(user, message);
-            cluster?.after(user.name, message as ImClientMessage);
-            if (!open) break; // GOODBYE: serveStream ends the connection
-          } else if (message.command !== "REGISTER") {
-            error(connection, IM_TEXTS.registerFirst);
-          } else if ((user = await register(connection, message.username, message.status))) {
-            connection.registered();
-          }
-        }
-      } finally {
-        if (user) {
-          goOffline(user);
-          cluster?.offline(user.name);
-        }
-      }
-    },
+    (connection) => service.serve(connection),
     {
       ...options,
       logger,
-      maxQueueBytes,
+      maxQueueBytes: service.maxQueueBytes,
       registerTimeoutMs,
-      farewell: (connection) => error(connection, IM_TEXTS.shuttingDown),
+      farewell: (connection) => service.error(connection, IM_TEXTS.shuttingDown),
       refuse: (text) => encodeIm({ command: "ERROR", text }),
       onFrameError: (e) => encodeIm({ command: "ERROR", text: e.message }),
       onRegisterTimeout: () =>
         encodeIm({ command: "ERROR", text: IM_TEXTS.registerTimeout(registerTimeoutMs / 1000) }),
     },
   );
-
-  if (options.nats) {
-    cluster = joinCluster(options, rooms, { act, goOffline, presence, error });
-  }
+  if (options.nats) service.cluster = joinCluster(options, service.rooms, service);
   const interval = options.presenceIntervalMs ?? 10_000;
-  const timer = interval > 0 ? setInterval(() => presence.everyone(), interval) : undefined;
+  const timer = interval > 0 ? setInterval(() => service.presence.everyone(), interval) : undefined;
   const shutdown = async () => {
     clearInterval(timer);
-    presence.stop();
+    service.presence.stop();
     await server.shutdown();
-    await cluster?.close();
+    await service.cluster?.close();
   };
   logger.info("Listening on {addr}", { addr: formatAddr(server.addr) });
   return {
@@ -609,10 +463,185 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
     finished: server.finished,
     shutdown,
     [Symbol.asyncDispose]: shutdown,
-    onlineUsers: () => rooms.onlineUsers(),
-    conversations: () => rooms.listConversations(),
-    clusterPeers: () => cluster?.link.peers() ?? [],
+    onlineUsers: () => service.rooms.onlineUsers(),
+    conversations: () => service.rooms.listConversations(),
+    clusterPeers: () => service.cluster?.link.peers() ?? [],
   };
+}
+
+/** What one IM server does with each connection and message; `serveIm` is its I/O shell. */
+class ImService {
+  cluster?: ImCluster<ImUser>;
+  readonly rooms: ImRooms;
+  readonly presence: PresencePusher;
+  readonly maxQueueBytes: number;
+  readonly maxReplyBytes: number;
+  readonly registerTimeoutMs: number;
+  readonly #maxLineBytes?: number;
+
+  constructor(options: ImServerOptions) {
+    this.rooms = new ImRooms({ ...options, takeId: () => this.cluster?.takeId() });
+    this.maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
+    this.maxReplyBytes = options.maxReplyBytes ?? IM_CLIENT_MAX_LINE_BYTES;
+    this.registerTimeoutMs = options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS;
+    this.#maxLineBytes = options.maxLineBytes;
+    this.presence = new PresencePusher(
+      this.rooms,
+      options.presenceCoalesceMs ?? IM_PRESENCE_COALESCE_MS,
+      this.maxReplyBytes,
+    );
+  }
+
+  /** Reads one connection's lines until it closes; a registered user goes offline after. */
+  async serve(connection: Connection): Promise<void> {
+    const decoder = new ImLineDecoder({ maxLineBytes: this.#maxLineBytes });
+    let user: ImUser | undefined;
+    try {
+      for await (const line of receiveFrames(connection, decoder)) {
+        let message;
+        try {
+          message = parseImLine(line);
+        } catch (e) {
+          if (!(e instanceof ImMessageError)) throw e;
+          this.error(connection, e.message);
+          continue;
+        }
+        if (user) {
+          // No await without a cluster: a microtask per line costs throughput.
+          if (this.cluster) await this.cluster.before(message as ImClientMessage);
+          const open = this.act(user, message);
+          this.cluster?.after(user.name, message as ImClientMessage);
+          if (!open) break; // GOODBYE: serveStream ends the connection
+        } else if (message.command !== "REGISTER") {
+          this.error(connection, IM_TEXTS.registerFirst);
+        } else if ((user = await this.register(connection, message.username, message.status))) {
+          connection.registered();
+        }
+      }
+    } finally {
+      if (user) {
+        this.goOffline(user);
+        this.cluster?.offline(user.name);
+      }
+    }
+  }
+
+  /** Sends `ERROR "text"`. */
+  error = (connection: Pick<Connection, "send">, text: string): void => {
+    connection.send(encodeIm({ command: "ERROR", text }));
+  };
+
+  /** CONVERSATIONS, cut to the reply limit and a quarter of the queue; an ERROR says so. */
+  sendConversations(user: ImUser): void {
+    const entries = [...this.rooms.conversations.values()].map((
+      c,
+    ): [string, string[]] => [String(c.id), [...c.members].map((u) => u.name)]);
+    const { bytes, cut } = encodeCapped(
+      "CONVERSATIONS",
+      entries,
+      Math.min(this.maxReplyBytes, Math.floor(this.maxQueueBytes / 4)),
+    );
+    user.connection.send(bytes);
+    if (cut > 0) {
+      this.error(user.connection, IM_TEXTS.conversationsCut(entries.length - cut, entries.length));
+    }
+  }
+
+  /** Removes a user from everything and tells everyone. */
+  goOffline = (user: ImUser): void => {
+    if (!this.rooms.remove(user)) return;
+    logger.info("{name} went offline", { name: user.name });
+    this.presence.changed();
+  };
+
+  /** REGISTER from a connection with no user yet: the new user, or undefined if refused. */
+  async register(
+    connection: Connection,
+    username: string,
+    status: string,
+  ): Promise<ImUser | undefined> {
+    // In a cluster the name is claimed from every instance first.
+    if (
+      this.cluster && !this.rooms.users.has(username) && !(await this.cluster.claimName(username))
+    ) {
+      this.error(connection, IM_TEXTS.nameTaken(username));
+      return undefined;
+    }
+    const user = this.rooms.register(connection, username, status);
+    if (typeof user === "string") {
+      this.error(connection, user);
+      return undefined;
+    }
+    logger.info("{name} registered from {peer}", {
+      name: username,
+      peer: formatAddr(connection.remoteAddr),
+    });
+    this.presence.changed();
+    this.presence.welcome(user);
+    this.cluster?.registered(user.name, user.status);
+    return user;
+  }
+
+  /** INVITE: the inviter and every online invitee get the INVITATION; the rest an ERROR. */
+  invite(user: ImUser, names: readonly string[]): void {
+    const result = this.rooms.invite(user, names);
+    if (typeof result === "string") return this.error(user.connection, result);
+    const invitation = encodeIm({
+      command: "INVITATION",
+      conversation: result.conversation.id,
+      inviter: user.name,
+    });
+    user.connection.send(invitation);
+    for (const name of result.missing) this.error(user.connection, IM_TEXTS.notOnline(name));
+    for (const invitee of result.invitees) invitee.connection.send(invitation);
+  }
+
+  /** Handles one message of a registered user; returns false when the connection should close. */
+  act = (user: ImUser, m: ImClientMessage | ImServerMessage): boolean => {
+    const reply = (problem: string | undefined) => {
+      if (problem !== undefined) this.error(user.connection, problem);
+      return true;
+    };
+    switch (m.command) {
+      case "REGISTER":
+        return reply(IM_TEXTS.alreadyRegistered(user.name));
+      case "STATUS":
+        user.status = m.status;
+        this.presence.changed();
+        return true;
+      case "GOODBYE":
+        this.goOffline(user);
+        return false;
+      case "INVITE":
+        this.invite(user, m.users);
+        return true;
+      case "LIST_CONVERSATIONS":
+        this.sendConversations(user);
+        return true;
+      case "JOIN":
+        return reply(this.rooms.join(user, m.conversation));
+      case "SEND_MESSAGE":
+        return reply(this.say(user, m.conversation, m.message));
+      case "LEAVE":
+        return reply(this.rooms.leave(user, m.conversation));
+      default:
+        return reply(`${m.command} is sent by the server, not by clients`);
+    }
+  };
+
+  /** SEND_MESSAGE: one MESSAGE, encoded once, to every member; an ERROR text if not a member. */
+  say(user: ImUser, id: ConversationId, message: string): string | undefined {
+    const conversation = this.rooms.membership(user, id);
+    if (typeof conversation === "string") return conversation;
+    const frame = encodeIm({
+      command: "MESSAGE",
+      conversation: conversation.id,
+      sender: user.name,
+      message,
+    });
+    for (const member of conversation.members) member.connection.send(frame);
+    return undefined;
+  }
 }
 
 /** The IM server's hooks for its cluster (SPEC.md 8.2): peers' users are mirrored in `rooms`. */
