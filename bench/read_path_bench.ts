@@ -2,7 +2,8 @@
  * The one read path (`net/framing.ts`) without sockets: how fast `receiveFrames`
  * and `receiveFrameBatches` turn reads into channel frames, so a change to the
  * read loop (issue 14 made `receiveFrames` one generator instead of one wrapping
- * another) shows its cost per frame. A fake connection answers every read at
+ * another, and added the generator-free `FrameReader` the channel server reads
+ * with) shows its cost per frame. A fake connection answers every read at
  * once from memory, in reads of 8 frames (a fanout client with window 8) or of
  * one byte short of a frame (every read leaves a partial frame).
  *
@@ -14,7 +15,7 @@
 
 import { ChannelDecoder, encodeChannelFrame } from "../protocols/channel.ts";
 import { Connection } from "../net/connection.ts";
-import { receiveFrameBatches, receiveFrames } from "../net/framing.ts";
+import { FrameReader, receiveFrameBatches, receiveFrames } from "../net/framing.ts";
 
 const FRAMES = 2000;
 const frame = encodeChannelFrame("[alice] T123456789 S12 Q345 K6789");
@@ -56,6 +57,12 @@ for (
     for await (const frames of receiveFrameBatches(connection, new ChannelDecoder())) {
       count += frames.length;
     }
+    if (count !== FRAMES) throw new Error(`read ${count} frames`);
+  });
+  Deno.bench(`FrameReader, ${name}`, { group: name }, async () => {
+    let count = 0;
+    const reader = new FrameReader(fakeConnection(readBytes), new ChannelDecoder());
+    for (let frames; (frames = await reader.next());) count += frames.length;
     if (count !== FRAMES) throw new Error(`read ${count} frames`);
   });
 }
