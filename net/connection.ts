@@ -10,8 +10,11 @@ import { concatBytes, writeAll } from "./bytes.ts";
 import { formatAddr } from "./address.ts";
 import type { ReadPolicy } from "./framing.ts";
 
-/** First size of a connection's read buffer; it grows while reads fill it. */
-export const INITIAL_READ_BYTES = 1024;
+/**
+ * First size of a connection's read buffer; it doubles while reads fill it. Small,
+ * because an idle connection holds it for as long as its read is pending.
+ */
+export const INITIAL_READ_BYTES = 512;
 
 /** Largest write the flush makes at once. */
 const WRITE_BATCH_BYTES = 256 * 1024;

@@ -307,7 +307,12 @@ export function serveStream(
   const handshakeMs = options.tlsHandshakeTimeoutMs ||
     options.frameTimeoutMs || DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
   const live = new Set<Connection>();
-  const tasks = new Set<Promise<void>>();
+  // Connection tasks are counted, not kept: no promise chain or set entry per connection.
+  let runningTasks = 0;
+  let allTasksDone: PromiseWithResolvers<void> | undefined;
+  const taskDone = () => {
+    if (--runningTasks === 0) allTasksDone?.resolve();
+  };
   const connectionOptions: ConnectionOptions = {
     maxQueueBytes: options.maxQueueBytes,
     logger,
@@ -331,12 +336,9 @@ export function serveStream(
       connection.close();
       live.delete(connection);
       admission.release(key);
+      sweep.check();
+      taskDone();
     }
-  };
-
-  const track = (task: Promise<void>) => {
-    tasks.add(task);
-    task.finally(() => tasks.delete(task));
   };
 
   const logRefusals = throttled(
@@ -356,7 +358,8 @@ export function serveStream(
     } catch (error) {
       logger.error("Refusal reply failed: {error}", { error: String(error) });
     }
-    track(connection.end(200));
+    runningTasks++;
+    connection.end(200).finally(taskDone);
   };
 
   const accepted = (conn: Deno.Conn) => {
@@ -372,7 +375,8 @@ export function serveStream(
     const connection = new Connection(conn, connectionOptions);
     live.add(connection);
     sweep.admit(connection);
-    track(run(connection, key).finally(() => sweep.check()));
+    runningTasks++;
+    void run(connection, key);
   };
 
   let lastAcceptError: unknown;
@@ -424,7 +428,10 @@ export function serveStream(
         } catch { /* best effort */ }
         await connection.end(500);
       }));
-      await Promise.all([...tasks]);
+      if (runningTasks > 0) {
+        allTasksDone = Promise.withResolvers<void>();
+        await allTasksDone.promise;
+      }
       sweep.stop();
       options.onClosed?.();
       finished.resolve();

@@ -163,7 +163,9 @@ export function decodeChannelFrame(frame: Uint8Array): string {
  * ```
  */
 export class ChannelDecoder implements FrameDecoder<string> {
-  #partial = new Uint8Array(CHANNEL_FRAME_BYTES);
+  // Allocated on the first partial frame: most reads end on a frame boundary,
+  // and an idle connection then holds no frame buffer at all.
+  #partial?: Uint8Array;
   #held = 0;
   #offset = 0;
 
@@ -172,23 +174,24 @@ export class ChannelDecoder implements FrameDecoder<string> {
     const out: string[] = [];
     let i = 0;
     if (this.#held > 0) {
+      const partial = this.#partial!;
       const need = CHANNEL_FRAME_BYTES - this.#held;
       const take = Math.min(need, chunk.length);
-      this.#partial.set(chunk.subarray(0, take), this.#held);
+      partial.set(chunk.subarray(0, take), this.#held);
       this.#held += take;
       i = take;
       if (this.#held < CHANNEL_FRAME_BYTES) {
         this.#offset += chunk.length;
         return out;
       }
-      out.push(decodeChannelFrame(this.#partial));
+      out.push(decodeChannelFrame(partial));
       this.#held = 0;
     }
     for (; i + CHANNEL_FRAME_BYTES <= chunk.length; i += CHANNEL_FRAME_BYTES) {
       out.push(decodeChannelFrame(chunk.subarray(i, i + CHANNEL_FRAME_BYTES)));
     }
     if (i < chunk.length) {
-      this.#partial.set(chunk.subarray(i));
+      (this.#partial ??= new Uint8Array(CHANNEL_FRAME_BYTES)).set(chunk.subarray(i));
       this.#held = chunk.length - i;
     }
     this.#offset += chunk.length;

@@ -49,7 +49,7 @@ import { isSafeName } from "../protocols/names.ts";
 import { type Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
 import { formatAddr } from "../net/address.ts";
 import { type Server, type ServerLimits, serveStream, type TlsCertificate } from "../net/serve.ts";
-import { DEFAULT_REGISTER_TIMEOUT_MS, receiveFrames } from "../net/framing.ts";
+import { DEFAULT_REGISTER_TIMEOUT_MS, FrameReader } from "../net/framing.ts";
 import {
   type CommandSpec,
   portValue,
@@ -259,12 +259,17 @@ class ChannelService {
   async serve(connection: Connection): Promise<void> {
     let member: ChannelMember | undefined;
     try {
-      for await (const text of receiveFrames(connection, new ChannelDecoder())) {
-        if (member) {
-          // In a cluster, /create, /list and a /join of an unknown channel first hear from every peer.
-          if (this.cluster && text.startsWith("/")) await this.cluster.settle(text, this.rooms);
-          this.handle(member, text);
-        } else if ((member = this.identify(connection, text))) connection.registered();
+      // A FrameReader, not receiveFrames: no suspended generator per idle connection.
+      const reader = new FrameReader(connection, new ChannelDecoder());
+      for (let texts; (texts = await reader.next());) {
+        for (const text of texts) {
+          if (connection.ending) return;
+          if (member) {
+            // In a cluster, /create, /list and a /join of an unknown channel first hear from every peer.
+            if (this.cluster && text.startsWith("/")) await this.cluster.settle(text, this.rooms);
+            this.handle(member, text);
+          } else if ((member = this.identify(connection, text))) connection.registered();
+        }
       }
     } finally {
       if (member) {
