@@ -141,37 +141,11 @@ export async function* receiveFrames<T>(
   connection: Connection,
   decoder: FrameDecoder<T>,
 ): AsyncGenerator<T, void, undefined> {
-  // The read loop is written out here and in receiveFrameBatches rather than one
-  // generator wrapping the other: an idle connection's suspended read path is one
-  // generator and its pending read (bench/idle_memory.sh measures what that costs).
-  const conn = connection.conn;
-  let buffer = new Uint8Array(INITIAL_READ_BYTES);
-  while (!connection.ending) {
-    let n: number | null;
-    try {
-      n = await conn.read(buffer);
-    } catch {
-      return; // reset by the peer, or closed by this side while the read was pending
-    }
-    if (n === null) return await inputEnded(connection, decoder);
-    let frames: T[];
-    try {
-      frames = decoder.decode(buffer.subarray(0, n));
-    } catch (error) {
-      return await framingFailed(connection, error);
-    }
-    markProgress(connection, frames.length, decoder.buffered);
-    if (frames.length > 0) {
-      // While the server handles them (a password hash, say) the peer is not idling.
-      connection.lastMessageAt = Infinity;
-      for (const frame of frames) {
-        if (connection.ending) return;
-        yield frame;
-      }
-      connection.lastMessageAt = performance.now();
-    }
-    if (n === buffer.length && buffer.length < MAX_READ_BYTES) {
-      buffer = new Uint8Array(buffer.length * 2);
+  const reader = new FrameReader(connection, decoder);
+  for (let frames; (frames = await reader.next());) {
+    for (const frame of frames) {
+      if (connection.ending) return;
+      yield frame;
     }
   }
 }
@@ -188,42 +162,18 @@ export async function* receiveFrameBatches<T>(
   connection: Connection,
   decoder: FrameDecoder<T>,
 ): AsyncGenerator<T[], void, undefined> {
-  const conn = connection.conn;
-  let buffer = new Uint8Array(INITIAL_READ_BYTES);
-  while (!connection.ending) {
-    let n: number | null;
-    try {
-      n = await conn.read(buffer);
-    } catch {
-      return; // reset by the peer, or closed by this side while the read was pending
-    }
-    if (n === null) return await inputEnded(connection, decoder);
-    let frames: T[];
-    try {
-      frames = decoder.decode(buffer.subarray(0, n));
-    } catch (error) {
-      return await framingFailed(connection, error);
-    }
-    markProgress(connection, frames.length, decoder.buffered);
-    if (frames.length > 0) {
-      // While the server handles them (a password hash, say) the peer is not idling.
-      connection.lastMessageAt = Infinity;
-      yield frames;
-      connection.lastMessageAt = performance.now();
-    }
-    if (n === buffer.length && buffer.length < MAX_READ_BYTES) {
-      buffer = new Uint8Array(buffer.length * 2);
-    }
-  }
+  const reader = new FrameReader(connection, decoder);
+  for (let frames; (frames = await reader.next());) yield frames;
 }
 
 /**
- * The read path without a generator, for the server loops that hold the most
- * connections (the channel server): {@link FrameReader.next} resolves with
- * the frames the next read(s) completed, under the same policy and time
- * limits as {@link receiveFrameBatches}, or with undefined at the end. It is
- * a promise chained on the pending read, not a suspended generator, so an
- * idle connection costs less (`bash bench/idle_memory.sh`). The caller
+ * The one read loop under {@link receiveFrames} and {@link receiveFrameBatches},
+ * and the way to read without a generator, for the server loops that hold the
+ * most connections (the channel server): {@link FrameReader.next} resolves
+ * with the frames the next read(s) completed, under the connection's
+ * {@link ReadPolicy} and time limits, or with undefined at the end. It is a
+ * promise chained on the pending read, not a suspended generator, so an idle
+ * connection costs less (`bash bench/idle_memory.sh`). The caller
  * handles a batch, checking {@link Connection.ending} between frames, and then
  * asks for the next; the idle clock stops from the moment a batch is handed
  * out until the next call.
