@@ -96,6 +96,11 @@ export function withClientFlags(spec: CommandSpec): CommandSpec {
   return { ...spec, flags: { ...rest, ...CLIENT_FLAGS, ...(help ? { help } : {}) } };
 }
 
+/** After a piped stdin ends: how long the server must be quiet before the client quits, ms. */
+export const PLAIN_LINGER_MS = 300;
+/** After a piped stdin ends: the longest the client waits for the server's last answers, ms. */
+export const PLAIN_MAX_LINGER_MS = 2000;
+
 /** A client's screen and keyboard (see the module doc). */
 export class ClientConsole {
   /** True when the line editor runs (stdin and stdout are terminals). */
@@ -118,6 +123,7 @@ export class ClientConsole {
     } catch { /* stdin is gone */ }
   };
   #closed = false;
+  #lastOutput = 0;
 
   /** Makes the console; nothing is read until {@link ClientConsole.lines} or {@link ClientConsole.ask}. */
   constructor(options: ConsoleOptions = {}) {
@@ -138,6 +144,7 @@ export class ClientConsole {
    * get `HH:MM ` in interactive mode unless timestamps are off.
    */
   print(line: Line, options: { received?: boolean } = {}): void {
+    this.#lastOutput = performance.now();
     if (!this.interactive) {
       const plain = this.#options.plain ?? {};
       const after = plain.promptAfterLine ? plain.prompt ?? "" : "";
@@ -159,6 +166,7 @@ export class ClientConsole {
    * newline and the prompt.
    */
   printLines(lines: readonly Line[], options: { received?: boolean } = {}): void {
+    this.#lastOutput = performance.now();
     if (this.interactive) {
       for (const line of lines) this.print(line, options);
       return;
@@ -184,7 +192,7 @@ export class ClientConsole {
     if (!this.interactive) {
       while (true) {
         const next = await this.#plain().next();
-        if (next.done) return;
+        if (next.done) return await this.#linger();
         yield next.value;
       }
     }
@@ -240,6 +248,24 @@ export class ClientConsole {
       try {
         Deno.removeSignalListener("SIGWINCH", this.#resize);
       } catch { /* not added */ }
+    }
+  }
+
+  /**
+   * After a piped stdin ends, the answers to its last lines are still on their
+   * way: keep showing what arrives until the server has been quiet for
+   * {@link PLAIN_LINGER_MS} (at most {@link PLAIN_MAX_LINGER_MS}), as `nc` shows
+   * what comes after its input ends. Only for the real stdin (tests that pass
+   * `input` end at once).
+   */
+  async #linger(): Promise<void> {
+    if (this.#options.input) return;
+    const deadline = performance.now() + PLAIN_MAX_LINGER_MS;
+    this.#lastOutput = Math.max(this.#lastOutput, performance.now());
+    while (!this.#closed) {
+      const wait = Math.min(this.#lastOutput + PLAIN_LINGER_MS, deadline) - performance.now();
+      if (wait <= 0) return;
+      await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
 

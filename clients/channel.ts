@@ -162,9 +162,10 @@ export function runChannelSession(
     async type() {
       for await (const line of out.lines()) {
         const word = line.trim().split(/\s+/)[0];
-        if (word === "/quit") return;
-        if (word === "/help") {
-          out.printLines(CHANNEL_HELP); // in plain mode the prompt follows the lines
+        // Piped input is sent as typed (SPEC.md 4.3, 7.2): /quit and /help are the terminal's.
+        if (out.interactive && word === "/quit") return;
+        if (out.interactive && word === "/help") {
+          out.printLines(CHANNEL_HELP);
           continue;
         }
         if (out.interactive && word.startsWith("/") && !CHANNEL_COMMANDS.includes(word)) {

@@ -97,8 +97,16 @@ export async function connectTimestamp(
   const hostname = options.hostname ?? "127.0.0.1";
   const port = options.port ?? TIMESTAMP_PORT;
   if (transport === "udp") {
-    const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-    const close = () => socket.close();
+    // The reply comes back to this socket: bind it in the server's address family.
+    const local = hostname.includes(":") ? "::" : "0.0.0.0";
+    const socket = Deno.listenDatagram({ transport: "udp", hostname: local, port: 0 });
+    const closed = Promise.withResolvers<void>();
+    const close = () => {
+      try {
+        socket.close();
+      } catch { /* closed already */ }
+      closed.resolve();
+    };
     return {
       async request(line) {
         await socket.send(encoder.encode(`${line}\n`), { transport: "udp", hostname, port });
@@ -117,7 +125,7 @@ export async function connectTimestamp(
         const [data] = await Promise.race([receiving, silence]).finally(() => clearTimeout(timer));
         return decoder.decode(data).replace(/\r?\n$/, "");
       },
-      closed: new Promise<void>(() => {}),
+      closed: closed.promise, // UDP has no connection: it ends when the user quits
       close,
       [Symbol.dispose]: close,
     };
@@ -291,7 +299,7 @@ export async function main(args: readonly string[]): Promise<void> {
     } catch (error) {
       if (!(error instanceof Deno.errors.TimedOut)) throw error;
       out.finish();
-      printError(`\n${error.message}`); // over UDP a server that is not there just never answers
+      printError(error.message); // over UDP a server that is not there just never answers
       Deno.exit(1);
     }
     exitAfter(out, end, `Server at ${where} has disconnected`);

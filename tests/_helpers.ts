@@ -238,7 +238,7 @@ export class EntryProcess {
 
   /** Waits for the `Listening on HOST:PORT` log line and returns the port. */
   async listeningPort(ms = 10000): Promise<number> {
-    const m = await this.waitFor(/Listening on \[?[\w.:]+?\]?:(\d+)/, ms);
+    const m = await this.waitFor(/Listening on "?(?:\[[0-9a-fA-F:.]+\]|[\w.-]+):(\d+)/, ms);
     return Number(m[1]);
   }
 

@@ -132,5 +132,28 @@ Deno.test("clients/timestamp.ts over UDP says so when no server answers", async 
   );
   await client.type("hello?\n");
   deepStrictEqual((await client.exited(15000)).code, 1);
-  match(client.output, new RegExp(`No reply from 127\\.0\\.0\\.1:${port} within 5 s`));
+  match(client.output, new RegExp(`\n?No reply from 127\\.0\\.0\\.1:${port} within 5 s\n$`));
+  ok(!client.output.includes("^J"), client.output);
 });
+
+for (const host of ["127.0.0.1", "::1"]) {
+  Deno.test(`clients/timestamp.ts over UDP to ${host}: replies, and an empty line quits with exit 0`, async () => {
+    await using server = EntryProcess.start(
+      "servers/timestamp.ts",
+      ["--transport", "udp", "--host", host, "--port", "0"],
+      ["--allow-net", "--unstable-net"],
+    );
+    const port = await server.listeningPort();
+    await using client = EntryProcess.start(
+      "clients/timestamp.ts",
+      ["--transport", "udp", "--host", host, "--port", String(port)],
+      ["--allow-net", "--unstable-net"],
+      { stdin: true },
+    );
+    await client.type("hello\n");
+    await client.waitFor(/\] hello\n/);
+    await client.type("\n");
+    deepStrictEqual((await client.exited()).code, 0, client.output);
+    match(client.output, /^> \[.+\] hello\n> $/);
+  });
+}
