@@ -19,9 +19,11 @@
 import { getLogger } from "@logtape/logtape";
 import {
   CRC_PORT,
+  CRC_STATUS,
   CrcFrameDecoder,
   type CrcKind,
   crcTextProblem,
+  encodeCrc,
   randomCrcId,
 } from "../protocols/crc.ts";
 import {
@@ -591,6 +593,15 @@ function listenNode(options: CrcNodeOptions, shell: NodeShell): Server {
       logger,
       registerTimeoutMs: options.registerTimeoutMs ?? DEFAULT_REGISTER_TIMEOUT_MS,
       onFrameError: (error, connection) => shell.frameError(error, connection),
+      // Too many connections: a refusal status (code 2, as for a taken id) addressed to 0.
+      refuse: (text) =>
+        encodeCrc({
+          kind: "status",
+          source: shell.router.id,
+          destination: 0,
+          code: CRC_STATUS.duplicateId,
+          content: text,
+        }),
     },
   );
 }

@@ -373,3 +373,25 @@ Deno.test("serveCrcNode(): a new client's list of every known client may exceed 
   deepStrictEqual(frames.slice(1).map((m) => m.source), many.map((_, i) => 1000 + i));
   ok(!alice.ended, "alice stays connected");
 });
+
+Deno.test("serveCrcNode(): a connection past --max-per-ip gets a refusal status (code 2, to 0), then is closed", async () => {
+  await using node = await serveCrcNode({ id: 7, port: 0, maxPerIp: 1, exempt: [] });
+  await using first = await Peer.connect(node.addr, new CrcDecoder());
+  await first.write(encodeCrc({
+    kind: "client_registration",
+    source: 100,
+    lastHop: 0,
+    name: "ann",
+    info: "",
+  }));
+  deepStrictEqual((await first.next() as CrcMessage & { kind: "status" }).code, 0); // welcome
+  await using second = await Peer.connect(node.addr, new CrcDecoder());
+  deepStrictEqual(await second.next(), {
+    kind: "status",
+    source: 7,
+    destination: 0,
+    code: 2,
+    content: "too many connections from your address",
+  });
+  await second.closedByServer(3000);
+});
