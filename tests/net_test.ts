@@ -1,6 +1,5 @@
 import { deepStrictEqual, ok } from "node:assert/strict";
 import { connectWithTimeout } from "../net/dial.ts";
-import { IdleTimer } from "../net/timers.ts";
 import { serveStream } from "../net/serve.ts";
 import { receiveFrames } from "../net/framing.ts";
 import { TimestampChunkDecoder } from "../protocols/timestamp.ts";
@@ -107,19 +106,6 @@ Deno.test("Connection.send() coalesces frames queued in one turn into few writes
   const text = peer.frames.join("");
   deepStrictEqual(text, Array.from({ length: 100 }, (_, i) => `${i};`).join(""));
   deepStrictEqual(writes, 1);
-});
-
-Deno.test("IdleTimer fires after the idle period and not while reset", async () => {
-  let fired = 0;
-  const timer = new IdleTimer(80, () => fired++);
-  for (let i = 0; i < 5; i++) {
-    await new Promise((r) => setTimeout(r, 30));
-    timer.reset();
-  }
-  deepStrictEqual(fired, 0);
-  await new Promise((r) => setTimeout(r, 150));
-  deepStrictEqual(fired, 1);
-  timer.clear();
 });
 
 Deno.test("connectWithTimeout() connects, and fails on a closed port", async () => {
