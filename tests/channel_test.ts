@@ -1,4 +1,5 @@
 import { deepStrictEqual, match, ok, throws } from "node:assert/strict";
+import { concatBytes } from "../net/bytes.ts";
 import fc from "fast-check";
 import {
   CHANNEL_FRAME_BYTES,
@@ -23,16 +24,6 @@ import { bufferScreen, ClientConsole } from "../cli/console.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 const frame = encodeChannelFrame;
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 // ---- codec ----------------------------------------------------------------------------------
 
@@ -60,7 +51,7 @@ Deno.test("ChannelDecoder.decode() gives the same frames for every chunking", ()
       fc.array(fc.string({ maxLength: 60 }).map((s) => s.trimEnd()), { maxLength: 8 }),
       fc.array(fc.integer({ min: 1, max: 450 }), { minLength: 1, maxLength: 10 }),
       (messages, sizes) => {
-        const bytes = concat(messages.map((m) => frame(m)));
+        const bytes = concatBytes(messages.map((m) => frame(m)));
         const d = new ChannelDecoder();
         const out: string[] = [];
         for (let o = 0, i = 0; o < bytes.length; i++) {
@@ -77,7 +68,7 @@ Deno.test("ChannelDecoder.decode() gives the same frames for every chunking", ()
 });
 
 Deno.test("ChannelDecoder.decode() joins a frame split into 1-byte reads and splits many frames in one read", () => {
-  const bytes = concat([frame("one"), frame("two"), frame("three")]);
+  const bytes = concatBytes([frame("one"), frame("two"), frame("three")]);
   const d = new ChannelDecoder();
   const out: string[] = [];
   for (let i = 0; i < bytes.length; i++) out.push(...d.decode(bytes.subarray(i, i + 1)));
@@ -162,7 +153,7 @@ async function nothingElse(peer: Peer<string>, channels: string): Promise<void> 
 
 /** Sends `/list` and waits for its reply, so everything `peer` sent before is processed. */
 async function settled(peer: Peer<string>, ...messages: string[]): Promise<void> {
-  await peer.write(concat([...messages.map((m) => frame(m)), frame("/list")]));
+  await peer.write(concatBytes([...messages.map((m) => frame(m)), frame("/list")]));
   await peer.next();
 }
 
@@ -277,7 +268,7 @@ Deno.test("serveChannel() understands frames sent in random small pieces and man
   await using a = await client(server, "A");
   await using b = await Peer.connect(server.addr, new ChannelDecoder());
   await settled(a, "/create room");
-  const bytes = concat([frame("B"), frame("/join room"), frame("first"), frame("second")]);
+  const bytes = concatBytes([frame("B"), frame("/join room"), frame("first"), frame("second")]);
   const rand = fc.sample(fc.integer({ min: 1, max: 37 }), { numRuns: 200, seed: 7 });
   for (let o = 0, i = 0; o < bytes.length; i++) {
     await b.write(bytes.subarray(o, o + rand[i]));
@@ -285,7 +276,7 @@ Deno.test("serveChannel() understands frames sent in random small pieces and man
     await new Promise((r) => setTimeout(r, 0));
   }
   deepStrictEqual(await a.take(3), ["B has joined", "[B] first", "[B] second"]);
-  const burst = concat(Array.from({ length: 50 }, (_, i) => frame(`m${i}`)));
+  const burst = concatBytes(Array.from({ length: 50 }, (_, i) => frame(`m${i}`)));
   await b.write(burst);
   deepStrictEqual(await a.take(50), Array.from({ length: 50 }, (_, i) => `[B] m${i}`));
 });
@@ -300,7 +291,7 @@ Deno.test("serveChannel() refuses an empty or too-long name (the client may try 
   await using b = await client(server, "B");
   await settled(a, "/create r");
   // Still connected and unnamed: its next frame is its name.
-  await nameless.write(concat([frame("N"), frame("/join r")]));
+  await nameless.write(concatBytes([frame("N"), frame("/join r")]));
   deepStrictEqual(await a.next(), "N has joined");
   await nameless.close();
   deepStrictEqual(await a.next(), "N has left");
@@ -319,14 +310,14 @@ Deno.test("serveChannel() drops a client that never reads; the rest of the room 
   await settled(sender, "/create busy");
   await reader.write(frame("/join busy"));
   deepStrictEqual(await sender.next(), "Reader has joined");
-  await slow.write(concat([frame("Slow"), frame("/join busy")]));
+  await slow.write(concatBytes([frame("Slow"), frame("/join busy")]));
   deepStrictEqual(await sender.next(), "Slow has joined");
   deepStrictEqual(await reader.next(), "Slow has joined");
   let sent = 0;
   let seen = 0;
   const batch = 100; // 20 KB a round: the reader can never fall 64 KiB behind
   while (!sender.frames.includes("Slow has left") && sent < 200_000) {
-    await sender.write(concat(Array.from({ length: batch }, (_, i) => frame(`n${sent + i}`))));
+    await sender.write(concatBytes(Array.from({ length: batch }, (_, i) => frame(`n${sent + i}`))));
     sent += batch;
     // The reader keeps up: everything sent so far arrives, in order.
     const got = await reader.take(batch, 10_000);

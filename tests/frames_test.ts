@@ -1,4 +1,5 @@
 import { deepStrictEqual, ok } from "node:assert/strict";
+import { concatBytes } from "../net/bytes.ts";
 import fc from "fast-check";
 import { FrameError, FrameTooLargeError, isFrameError } from "../protocols/errors.ts";
 import { ByteQueue, readFrames } from "../protocols/frames.ts";
@@ -11,14 +12,7 @@ import {
 
 /** Real eurechat frames (variable length, text header plus payload) for readFrames(). */
 function frames(...payloads: string[]): Uint8Array {
-  const parts = payloads.map((p) => encodeEurechat("MESSAGE", ["x"], p));
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concatBytes(payloads.map((p) => encodeEurechat("MESSAGE", ["x"], p)));
 }
 
 const payloads = (messages: EurechatMessage[]) => messages.map(payloadText);

@@ -5,6 +5,7 @@
  * a `/list` never gets its asker dropped. Every attack is bounded in count and
  * time, and a normal client is served during and after it.
  */
+import { concatBytes } from "../net/bytes.ts";
 import { deepStrictEqual, ok } from "node:assert/strict";
 import {
   CHANNEL_FRAME_BYTES,
@@ -17,16 +18,6 @@ import { serveChannel } from "../servers/channel.ts";
 import { Peer, portOf, waitUntil, within } from "./_helpers.ts";
 
 const frame = encodeChannelFrame;
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 /** A 200-byte frame of raw bytes (for names that are not UTF-8). */
 function rawFrame(bytes: number[]): Uint8Array {
@@ -93,8 +84,8 @@ Deno.test("serveChannel() refuses names with control characters or bytes that ar
     await stranger.write(frame(`/join ${bad}`));
     deepStrictEqual(await stranger.next(), CHANNEL_SERVER_TEXTS.badChannelName, bad);
   }
-  await stranger.write(concat([frame("/create "), rawFrame([0x2f, 0x63, 0x72])]));
-  await stranger.write(concat([rawFrame([...new TextEncoder().encode("/create x"), 0xff])]));
+  await stranger.write(concatBytes([frame("/create "), rawFrame([0x2f, 0x63, 0x72])]));
+  await stranger.write(concatBytes([rawFrame([...new TextEncoder().encode("/create x"), 0xff])]));
   deepStrictEqual(await stranger.next(), CHANNEL_TEXTS.createRequiresName);
   deepStrictEqual(await stranger.next(), CHANNEL_TEXTS.invalidControlMessage("/cr"));
   deepStrictEqual(await stranger.next(), CHANNEL_SERVER_TEXTS.badChannelName);
@@ -123,7 +114,7 @@ Deno.test("serveChannel() under a /create flood: channels die with their last me
     await attacker.write(frame("Spammer"));
     for (let sent = 0; sent < ATTEMPTS; sent += BATCH) {
       const batch = Array.from({ length: BATCH }, (_, i) => frame(`/create spam-${sent + i}`));
-      for (let o = 0, all = concat(batch); o < all.length;) {
+      for (let o = 0, all = concatBytes(batch); o < all.length;) {
         o += await attacker.write(all.subarray(o));
       }
     }
@@ -172,7 +163,7 @@ Deno.test("serveChannel() caps a /list that would not fit the send queue, says s
       const conn = await Deno.connect({ hostname: "127.0.0.1", port: portOf(server.addr) });
       squatters.push(conn);
       await conn.write(
-        concat([frame(`S${i}`), frame(`/create ${squatter(i)}`), frame("/join nowhere")]),
+        concatBytes([frame(`S${i}`), frame(`/create ${squatter(i)}`), frame("/join nowhere")]),
       );
       // The reply to the failed /join proves the /create before it was done.
       const reply = new Uint8Array(CHANNEL_FRAME_BYTES);
@@ -182,7 +173,7 @@ Deno.test("serveChannel() caps a /list that would not fit the send queue, says s
         got += n;
       }
     }));
-    await victim.write(concat([frame("/list"), frame("/join nowhere")]));
+    await victim.write(concatBytes([frame("/list"), frame("/join nowhere")]));
     const reply: string[] = [];
     while (true) {
       const f = await victim.next();
