@@ -15,6 +15,8 @@
  */
 
 import {
+  DIRECTORY_PORT,
+  DIRECTORY_TEXTS,
   encodeEurechat,
   EurechatDecoder,
   type EurechatMessage,
@@ -41,7 +43,6 @@ import { ClientConsole, consoleFlags, withClientFlags } from "../cli/console.ts"
 import { tone } from "../cli/render.ts";
 import { exitAfter, runSession, type SessionEnd } from "../cli/session.ts";
 import { printError } from "../cli/terminal.ts";
-import { DIRECTORY_PORT } from "../protocols/eurechat.ts";
 
 /** The largest payload the client accepts from the directory (a RESULT at its caps, SPEC.md 6.4). */
 export const EURECHAT_CLIENT_MAX_PAYLOAD_BYTES = 1024 * 1024;
@@ -235,7 +236,7 @@ export function servePeer(options: PeerListenerOptions): Server {
         else if (m.type === "MESSAGE" && m.args.length === 1) {
           options.onMessage(m.args[0], payloadText(m));
         } else {
-          c.send(encodeEurechat("ERR", [], `I did not understand the message ${m.type}`));
+          c.send(encodeEurechat("ERR", [], DIRECTORY_TEXTS.notUnderstood(m.type)));
           return;
         }
       }
