@@ -38,7 +38,7 @@ import { utf8Length } from "../protocols/names.ts";
 import { type Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
 import { formatAddr } from "../net/address.ts";
 import { type Server, type ServerLimits, serveStream, type TlsCertificate } from "../net/serve.ts";
-import { DEFAULT_REGISTER_TIMEOUT_MS, receiveFrames } from "../net/framing.ts";
+import { DEFAULT_REGISTER_TIMEOUT_MS, FrameReader } from "../net/framing.ts";
 import {
   type CommandSpec,
   intValue,
@@ -494,28 +494,38 @@ class ImService {
 
   /** Reads one connection's lines until it closes; a registered user goes offline after. */
   async serve(connection: Connection): Promise<void> {
-    const decoder = new ImLineDecoder({ maxLineBytes: this.#maxLineBytes });
+    // A FrameReader, not receiveFrames: every line of one read is handled in the
+    // same turn, so each member's send queue is flushed once per read, not once
+    // per line (a generator resumes after the flush microtasks), and no suspended
+    // generator is held per idle connection.
+    const reader = new FrameReader(
+      connection,
+      new ImLineDecoder({ maxLineBytes: this.#maxLineBytes }),
+    );
     let user: ImUser | undefined;
     try {
-      for await (const line of receiveFrames(connection, decoder)) {
-        let message;
-        try {
-          message = parseImLine(line);
-        } catch (e) {
-          if (!(e instanceof ImMessageError)) throw e;
-          this.error(connection, e.message);
-          continue;
-        }
-        if (user) {
-          // No await without a cluster: a microtask per line costs throughput.
-          if (this.cluster) await this.cluster.before(message as ImClientMessage);
-          const open = this.act(user, message);
-          this.cluster?.after(user.name, message as ImClientMessage);
-          if (!open) break; // GOODBYE: serveStream ends the connection
-        } else if (message.command !== "REGISTER") {
-          this.error(connection, IM_TEXTS.registerFirst);
-        } else if ((user = await this.register(connection, message.username, message.status))) {
-          connection.registered();
+      for (let lines; (lines = await reader.next());) {
+        for (const line of lines) {
+          if (connection.ending) return;
+          let message;
+          try {
+            message = parseImLine(line);
+          } catch (e) {
+            if (!(e instanceof ImMessageError)) throw e;
+            this.error(connection, e.message);
+            continue;
+          }
+          if (user) {
+            // No await without a cluster: a microtask per line costs throughput.
+            if (this.cluster) await this.cluster.before(message as ImClientMessage);
+            const open = this.act(user, message);
+            this.cluster?.after(user.name, message as ImClientMessage);
+            if (!open) return; // GOODBYE: serveStream ends the connection
+          } else if (message.command !== "REGISTER") {
+            this.error(connection, IM_TEXTS.registerFirst);
+          } else if ((user = await this.register(connection, message.username, message.status))) {
+            connection.registered();
+          }
         }
       }
     } finally {
