@@ -29,6 +29,7 @@
  *
  * Prints progress on stderr and one line on stdout:
  *   RESULT mode=im clients=.. msgs=.. window=.. ... rate=.. p50_us=.. p99_us=.. lost=.. ...
+ * (gen_cpu_s, the generator's own CPU time, shows how close it is to being the limit.)
  * Exit status 0 only if every delivery arrived intact; 1 otherwise; 2 on bad usage.
  *
  *   gcc -O2 -Wall -o im_fanout bench/im_fanout.c
@@ -46,6 +47,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -507,6 +509,9 @@ int main(int argc, char **argv) {
         for (int k = 0; k < n; k++) on_event((int)evs[k].data.u32, evs[k].events);
     }
     uint64_t t_end = now_ns();
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
     double secs = sending && t_last_delivery > t_first_send ? (t_last_delivery - t_first_send) / 1e9 : 0;
     double rate = secs > 0 ? (double)delivered / secs : 0;
     uint64_t lost = expected > delivered ? expected - delivered : 0;
@@ -520,7 +525,7 @@ int main(int argc, char **argv) {
     printf("RESULT mode=im clients=%d msgs=%d window=%d rate_cap=%g quickack=%d sent=%llu delivered=%llu "
            "expected=%llu own=%llu secs=%.3f rate=%.0f p50_us=%llu p99_us=%llu p999_us=%llu max_us=%llu "
            "mean_us=%.0f lost=%llu own_lost=%llu garbled=%llu dups=%llu errors=%llu other_lines=%llu closed=%llu "
-           "register_s=%.3f join_s=%.3f stop=%s total_s=%.3f\n",
+           "register_s=%.3f join_s=%.3f stop=%s total_s=%.3f gen_cpu_s=%.3f\n",
            members, messages, window, rate_cap, quickack, (unsigned long long)sent, (unsigned long long)delivered,
            (unsigned long long)expected, (unsigned long long)own_copies, secs, rate,
            (unsigned long long)percentile(0.50), (unsigned long long)percentile(0.99),
@@ -529,6 +534,6 @@ int main(int argc, char **argv) {
            (unsigned long long)own_lost, (unsigned long long)garbled, (unsigned long long)dups,
            (unsigned long long)errors, (unsigned long long)other_lines, (unsigned long long)closed_early,
            t_registered ? (t_registered - t_start) / 1e9 : -1.0,
-           t_joined ? (t_joined - t_registered) / 1e9 : -1.0, stop, (t_end - t_start) / 1e9);
+           t_joined ? (t_joined - t_registered) / 1e9 : -1.0, stop, (t_end - t_start) / 1e9, cpu);
     return strcmp(stop, "complete") == 0 && !lost && !own_lost && !garbled && !dups && !errors ? 0 : 1;
 }
