@@ -9,11 +9,13 @@ import type { Server } from "../net/serve.ts";
 import type { ParsedCli } from "./command.ts";
 import { setupLogging } from "./logging.ts";
 import { exitOnSignal } from "./signals.ts";
+import { startIdleMemoryReducer } from "./memory.ts";
 
 /**
  * The body of every server entry point: set up logging from the flags, stop
- * cleanly on SIGINT/SIGTERM (also while starting), start the server, and wait
- * until it has finished.
+ * cleanly on SIGINT/SIGTERM (also while starting), start the server, give
+ * memory back after bursts ({@link startIdleMemoryReducer}), and wait until
+ * it has finished.
  */
 export async function runServer(
   values: ParsedCli["values"],
@@ -24,5 +26,7 @@ export async function runServer(
   const signals = exitOnSignal([], logger);
   const server = await start();
   signals.add(server);
+  const reducer = startIdleMemoryReducer();
   await server.finished;
+  reducer.stop();
 }

@@ -199,6 +199,7 @@ export class FrameReader<T> {
   #decoder: FrameDecoder<T>;
   #buffer: Uint8Array = new Uint8Array(INITIAL_READ_BYTES);
   #handedOut = false;
+  #onRead: ((n: number | null) => Promise<T[] | undefined> | T[] | undefined) | undefined;
 
   /** Reads `connection` through `decoder`. */
   constructor(connection: Connection, decoder: FrameDecoder<T>) {
@@ -214,9 +215,10 @@ export class FrameReader<T> {
       connection.lastMessageAt = performance.now();
     }
     if (connection.ending) return Promise.resolve(undefined);
+    // One continuation per reader, made once: a read costs no closures.
     return connection.conn.read(this.#buffer).then(
-      (n) => this.#read(n),
-      () => undefined, // reset by the peer, or closed by this side while the read was pending
+      this.#onRead ??= (n) => this.#read(n),
+      readFailed,
     );
   }
 
@@ -241,6 +243,11 @@ export class FrameReader<T> {
     this.#handedOut = true;
     return frames;
   }
+}
+
+/** A read failed: reset by the peer, or closed by this side while it was pending. */
+function readFailed(): undefined {
+  return undefined;
 }
 
 /** The peer closed its side: a partial frame left is a framing error. */

@@ -38,7 +38,7 @@ import { utf8Length } from "../protocols/names.ts";
 import { type Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
 import { formatAddr } from "../net/address.ts";
 import { type Server, type ServerLimits, serveStream, type TlsCertificate } from "../net/serve.ts";
-import { DEFAULT_REGISTER_TIMEOUT_MS, receiveFrames } from "../net/framing.ts";
+import { DEFAULT_REGISTER_TIMEOUT_MS, FrameReader } from "../net/framing.ts";
 import {
   type CommandSpec,
   intValue,
@@ -274,7 +274,7 @@ export class ImRooms {
     // The last member is gone: the conversation ends, pending invitations with it.
     this.conversations.delete(conversation.id);
     for (const invitee of conversation.invited) invitee.invitations.delete(conversation);
-    logger.debug("Conversation {id} ended", { id: conversation.id });
+    logger.debug("Conversation {id} ended", () => ({ id: conversation.id }));
   }
 
   /** Online users and their statuses. */
@@ -469,16 +469,48 @@ export function serveIm(options: ImServerOptions = {}): ImServer {
   };
 }
 
-/** What one IM server does with each connection and message; `serveIm` is its I/O shell. */
-class ImService {
+/**
+ * What one IM server does with each connection and message; {@link serveIm}
+ * is its I/O shell. Exported for tests and benches (`bench/im_bench.ts`),
+ * which drive it with stand-in links: a SEND_MESSAGE is encoded once and the
+ * same bytes go to every member's queue.
+ *
+ * @example
+ * ```ts
+ * import { ImService } from "./im.ts";
+ * const queued: Uint8Array[] = [];
+ * const link = {
+ *   send: (b: Uint8Array) => queued.push(b) > 0,
+ *   end: () => Promise.resolve(),
+ *   drain: () => Promise.resolve(),
+ * };
+ * const service = new ImService({});
+ * const alice = service.rooms.register(link, "alice", "online");
+ * const bob = service.rooms.register(link, "bob", "online");
+ * if (typeof alice === "string" || typeof bob === "string") throw new Error(alice.toString());
+ * service.act(alice, { command: "INVITE", users: ["bob"] });
+ * service.act(bob, { command: "JOIN", conversation: 1 });
+ * queued.length = 0;
+ * service.act(bob, { command: "SEND_MESSAGE", conversation: 1, message: "hi" });
+ * console.assert(queued.length === 2 && queued[0] === queued[1]);
+ * ```
+ */
+export class ImService {
+  /** The cluster this instance belongs to (`--nats`), if any. */
   cluster?: ImCluster<ImUser>;
+  /** Users and conversations. */
   readonly rooms: ImRooms;
+  /** Sends ONLINE_USERS (coalesced, encoded once for all). */
   readonly presence: PresencePusher;
+  /** Send-queue limit per connection. */
   readonly maxQueueBytes: number;
+  /** Longest line sent. */
   readonly maxReplyBytes: number;
+  /** `--register-timeout`, ms. */
   readonly registerTimeoutMs: number;
   readonly #maxLineBytes?: number;
 
+  /** A service with no users yet; the options are {@link serveIm}'s. */
   constructor(options: ImServerOptions) {
     this.rooms = new ImRooms({ ...options, takeId: () => this.cluster?.takeId() });
     this.maxQueueBytes = options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES;
@@ -494,28 +526,38 @@ class ImService {
 
   /** Reads one connection's lines until it closes; a registered user goes offline after. */
   async serve(connection: Connection): Promise<void> {
-    const decoder = new ImLineDecoder({ maxLineBytes: this.#maxLineBytes });
+    // A FrameReader, not receiveFrames: every line of one read is handled in the
+    // same turn, so each member's send queue is flushed once per read, not once
+    // per line (a generator resumes after the flush microtasks), and no suspended
+    // generator is held per idle connection.
+    const reader = new FrameReader(
+      connection,
+      new ImLineDecoder({ maxLineBytes: this.#maxLineBytes }),
+    );
     let user: ImUser | undefined;
     try {
-      for await (const line of receiveFrames(connection, decoder)) {
-        let message;
-        try {
-          message = parseImLine(line);
-        } catch (e) {
-          if (!(e instanceof ImMessageError)) throw e;
-          this.error(connection, e.message);
-          continue;
-        }
-        if (user) {
-          // No await without a cluster: a microtask per line costs throughput.
-          if (this.cluster) await this.cluster.before(message as ImClientMessage);
-          const open = this.act(user, message);
-          this.cluster?.after(user.name, message as ImClientMessage);
-          if (!open) break; // GOODBYE: serveStream ends the connection
-        } else if (message.command !== "REGISTER") {
-          this.error(connection, IM_TEXTS.registerFirst);
-        } else if ((user = await this.register(connection, message.username, message.status))) {
-          connection.registered();
+      for (let lines; (lines = await reader.next());) {
+        for (const line of lines) {
+          if (connection.ending) return;
+          let message;
+          try {
+            message = parseImLine(line);
+          } catch (e) {
+            if (!(e instanceof ImMessageError)) throw e;
+            this.error(connection, e.message);
+            continue;
+          }
+          if (user) {
+            // No await without a cluster: a microtask per line costs throughput.
+            if (this.cluster) await this.cluster.before(message as ImClientMessage);
+            const open = this.act(user, message);
+            this.cluster?.after(user.name, message as ImClientMessage);
+            if (!open) return; // GOODBYE: serveStream ends the connection
+          } else if (message.command !== "REGISTER") {
+            this.error(connection, IM_TEXTS.registerFirst);
+          } else if ((user = await this.register(connection, message.username, message.status))) {
+            connection.registered();
+          }
         }
       }
     } finally {
@@ -550,7 +592,7 @@ class ImService {
   /** Removes a user from everything and tells everyone. */
   goOffline = (user: ImUser): void => {
     if (!this.rooms.remove(user)) return;
-    logger.info("{name} went offline", { name: user.name });
+    logger.info("{name} went offline", () => ({ name: user.name }));
     this.presence.changed();
   };
 
@@ -572,10 +614,10 @@ class ImService {
       this.error(connection, user);
       return undefined;
     }
-    logger.info("{name} registered from {peer}", {
+    logger.info("{name} registered from {peer}", () => ({
       name: username,
       peer: formatAddr(connection.remoteAddr),
-    });
+    }));
     this.presence.changed();
     this.presence.welcome(user);
     this.cluster?.registered(user.name, user.status);
@@ -598,13 +640,9 @@ class ImService {
 
   /** Handles one message of a registered user; returns false when the connection should close. */
   act = (user: ImUser, m: ImClientMessage | ImServerMessage): boolean => {
-    const reply = (problem: string | undefined) => {
-      if (problem !== undefined) this.error(user.connection, problem);
-      return true;
-    };
     switch (m.command) {
       case "REGISTER":
-        return reply(IM_TEXTS.alreadyRegistered(user.name));
+        return this.reply(user, IM_TEXTS.alreadyRegistered(user.name));
       case "STATUS":
         user.status = m.status;
         this.presence.changed();
@@ -619,15 +657,21 @@ class ImService {
         this.sendConversations(user);
         return true;
       case "JOIN":
-        return reply(this.rooms.join(user, m.conversation));
+        return this.reply(user, this.rooms.join(user, m.conversation));
       case "SEND_MESSAGE":
-        return reply(this.say(user, m.conversation, m.message));
+        return this.reply(user, this.say(user, m.conversation, m.message));
       case "LEAVE":
-        return reply(this.rooms.leave(user, m.conversation));
+        return this.reply(user, this.rooms.leave(user, m.conversation));
       default:
-        return reply(`${m.command} is sent by the server, not by clients`);
+        return this.reply(user, `${m.command} is sent by the server, not by clients`);
     }
   };
+
+  /** Sends the ERROR `problem` if there is one; the connection stays open (true). */
+  reply(user: ImUser, problem: string | undefined): true {
+    if (problem !== undefined) this.error(user.connection, problem);
+    return true;
+  }
 
   /** SEND_MESSAGE: one MESSAGE, encoded once, to every member; an ERROR text if not a member. */
   say(user: ImUser, id: ConversationId, message: string): string | undefined {

@@ -9,7 +9,7 @@ import {
 } from "../protocols/im.ts";
 import type { FrameDecoder } from "../protocols/frames.ts";
 import { IM_TEXTS } from "../protocols/im.ts";
-import { serveIm } from "../servers/im.ts";
+import { type ImLink, ImService, type ImUser, serveIm } from "../servers/im.ts";
 import { EntryProcess, Peer, waitUntil } from "./_helpers.ts";
 
 /** Decodes server lines into messages. */
@@ -217,6 +217,56 @@ Deno.test("serveIm() handles lines split into single bytes and many lines in one
     (await a.take(20)).map((m) => (m as { message: string }).message),
     Array.from({ length: 20 }, (_, i) => `m${i}`),
   );
+});
+
+Deno.test("ImService encodes a SEND_MESSAGE once: every member's queue gets the same bytes, as encodeIm writes them", () => {
+  const service = new ImService({ presenceIntervalMs: 0 });
+  const queues = new Map<string, Uint8Array[]>();
+  const link = (name: string): ImLink => {
+    queues.set(name, []);
+    return {
+      send: (bytes) => queues.get(name)!.push(bytes) > 0,
+      end: () => Promise.resolve(),
+      drain: () => Promise.resolve(),
+    };
+  };
+  const names = Array.from({ length: 5 }, (_, i) => `u${i}`);
+  const users = names.map((n) => service.rooms.register(link(n), n, "online") as ImUser);
+  service.act(users[0], { command: "INVITE", users: names.slice(1) });
+  for (const user of users.slice(1)) service.act(user, { command: "JOIN", conversation: 1 });
+  for (const queue of queues.values()) queue.length = 0;
+  const message = 'quote " backslash \\ LF \n bidi \u202e é';
+  service.act(users[2], { command: "SEND_MESSAGE", conversation: 1, message });
+  const frames = [...queues.values()].map((queue) => {
+    deepStrictEqual(queue.length, 1);
+    return queue[0];
+  });
+  deepStrictEqual(new Set(frames).size, 1); // one Uint8Array, shared by every queue
+  deepStrictEqual(
+    frames[0],
+    encodeIm({ command: "MESSAGE", conversation: 1, sender: "u2", message }),
+  );
+});
+
+Deno.test("serveIm() handles no line after GOODBYE, even in the same read", async () => {
+  await using server = serveIm({ port: 0, presenceIntervalMs: 0 });
+  await using a = await register(server, "a");
+  await using b = await register(server, "b");
+  await a.expect(online({ a: "online", b: "online" }));
+  await a.send({ command: "INVITE", users: ["b"] });
+  await a.expect({ command: "INVITATION", conversation: 1, inviter: "a" });
+  await b.expect({ command: "INVITATION", conversation: 1, inviter: "a" });
+  await b.send({ command: "JOIN", conversation: 1 });
+  await nothingElse(b, { "1": ["a", "b"] });
+  await a.write(
+    new Uint8Array([
+      ...encodeIm({ command: "GOODBYE" }),
+      ...encodeIm({ command: "SEND_MESSAGE", conversation: 1, message: "after goodbye" }),
+    ]),
+  );
+  await a.closedByServer();
+  await b.expect(online({ b: "online" }));
+  await nothingElse(b, { "1": ["b"] });
 });
 
 Deno.test("servers/im.ts and clients/im.ts as processes: invite, accept, chat with conversation and sender on each line", async () => {
