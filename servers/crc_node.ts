@@ -399,7 +399,11 @@ class NodeShell {
     this.connectionsTotal++;
     connection.onWritten = (c) => this.written(c);
     this.router.open(link.id, { join });
-    const decoder = new CrcFrameDecoder({ maxContentBytes: this.#maxContent });
+    // A chat's content is decoded only if something reads it (routing does not).
+    const decoder = new CrcFrameDecoder({
+      maxContentBytes: this.#maxContent,
+      lazyChatContent: true,
+    });
     try {
       // A read's frames are routed before anything is awaited (so every queue flushes once), unless
       // the link has kept the event loop for 1 ms.
