@@ -202,6 +202,44 @@ export interface CrcDecoderOptions {
   maxContentBytes?: number;
 }
 
+/** Options of a {@link CrcFrameDecoder}. */
+export interface CrcFrameDecoderOptions extends CrcDecoderOptions {
+  /**
+   * A chat's `content` is decoded when first read, not at decode time (default
+   * false): a node forwards a chat's bytes and never reads its content. Such a
+   * chat is then a {@link CrcLazyChat} (its `content` a getter), not a plain object.
+   */
+  lazyChatContent?: boolean;
+}
+
+/**
+ * A chat whose content is decoded on first use (see
+ * {@link CrcFrameDecoderOptions.lazyChatContent}). One class, so every such
+ * chat has the same shape and its getter is on the prototype: no closure per chat.
+ */
+export class CrcLazyChat {
+  /** Always `"chat"`. */
+  readonly kind = "chat" as const;
+  /** The sender's id. */
+  readonly source: number;
+  /** The addressee's id. */
+  readonly destination: number;
+  #bytes: Uint8Array;
+  #content?: string;
+
+  /** A chat over its frame's bytes (`bytes` is the whole frame). */
+  constructor(bytes: Uint8Array) {
+    this.source = u32At(bytes, 1);
+    this.destination = u32At(bytes, 5);
+    this.#bytes = bytes;
+  }
+
+  /** The content, decoded (and kept) on first use. */
+  get content(): string {
+    return this.#content ??= looseText(this.#bytes.subarray(13));
+  }
+}
+
 /**
  * Incremental CRC decoder: frames split across reads, or several in one read,
  * decode the same. Use {@link CrcFrameDecoder} when the wire bytes are needed
@@ -265,10 +303,12 @@ export interface CrcFrame {
 export class CrcFrameDecoder implements FrameDecoder<CrcFrame> {
   #queue = new ByteQueue();
   #maxContent: number;
+  #lazyChats: boolean;
 
   /** Makes a decoder with the given limits. */
-  constructor(options: CrcDecoderOptions = {}) {
+  constructor(options: CrcFrameDecoderOptions = {}) {
     this.#maxContent = options.maxContentBytes ?? CRC_MAX_CONTENT_BYTES;
+    this.#lazyChats = options.lazyChatContent ?? false;
   }
 
   /** Feeds bytes; returns the frames completed. */
@@ -311,7 +351,10 @@ export class CrcFrameDecoder implements FrameDecoder<CrcFrame> {
     const out: CrcFrame[] = new Array(starts.length);
     for (let k = 0; k < starts.length; k++) {
       const bytes = block.subarray(starts[k], k + 1 < starts.length ? starts[k + 1] : pos);
-      out[k] = { message: parse(bytes, base + starts[k]), bytes };
+      const message = this.#lazyChats && bytes[0] === CRC_TYPES.chat
+        ? new CrcLazyChat(bytes)
+        : parse(bytes, base + starts[k]);
+      out[k] = { message, bytes };
     }
     return out;
   }

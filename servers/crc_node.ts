@@ -37,7 +37,7 @@ import { isFrameError } from "../protocols/errors.ts";
 import { Connection, DEFAULT_MAX_QUEUE_BYTES } from "../net/connection.ts";
 import { connectWithTimeout, type TlsDialOptions } from "../net/dial.ts";
 import { formatAddr, formatHostPort } from "../net/address.ts";
-import { DEFAULT_REGISTER_TIMEOUT_MS, receiveFrameBatches } from "../net/framing.ts";
+import { DEFAULT_REGISTER_TIMEOUT_MS, FrameReader } from "../net/framing.ts";
 import { listenTcp } from "../net/listen.ts";
 import { type Server, type ServerLimits, serveStream, type TlsCertificate } from "../net/serve.ts";
 import {
@@ -247,11 +247,6 @@ class NodeShell {
   send(id: number, _kind: CrcKind, bytes: Uint8Array): void {
     const link = this.links.get(id);
     if (!link) return;
-    if (!link.server && this.router.roleOf(id) === "server") {
-      link.server = true;
-      link.connection.maxQueueBytes = Infinity;
-      this.#serverLinks.add(link);
-    }
     const c = link.connection;
     c.send(bytes);
     if (link.server) {
@@ -404,12 +399,18 @@ class NodeShell {
     this.connectionsTotal++;
     connection.onWritten = (c) => this.written(c);
     this.router.open(link.id, { join });
-    const decoder = new CrcFrameDecoder({ maxContentBytes: this.#maxContent });
+    // A chat's content is decoded only if something reads it (routing does not).
+    const decoder = new CrcFrameDecoder({
+      maxContentBytes: this.#maxContent,
+      lazyChatContent: true,
+    });
     try {
       // A read's frames are routed before anything is awaited (so every queue flushes once), unless
       // the link has kept the event loop for 1 ms.
+      // A FrameReader, not the receiveFrameBatches generator: one promise per read, not four.
+      const reader = new FrameReader(connection, decoder);
       let work = 0;
-      for await (const frames of receiveFrameBatches(connection, decoder)) {
+      for (let frames; (frames = await reader.next());) {
         for (const frame of frames) {
           if (connection.closed) break;
           this.router.receive(link.id, frame);
@@ -447,9 +448,19 @@ class NodeShell {
     return undefined;
   }
 
-  /** A registered link is no longer on the registration clock. */
-  registered(id: number): void {
-    this.links.get(id)?.connection.registered();
+  /**
+   * A registered link is no longer on the registration clock; a server's link
+   * gets the raised queue limit and the stall watch (told once here, not asked on every send).
+   */
+  registered(id: number, kind: "server" | "client"): void {
+    const link = this.links.get(id);
+    if (!link) return;
+    link.connection.registered();
+    if (kind === "server" && !link.server) {
+      link.server = true;
+      link.connection.maxQueueBytes = Infinity;
+      this.#serverLinks.add(link);
+    }
   }
 
   /** Stops the timers and lets paused readers go. */
@@ -466,7 +477,7 @@ function logEvent(shell: NodeShell, event: CrcRouterEvent): void {
   switch (event.type) {
     case "registered":
       if (event.link !== undefined) {
-        shell.registered(event.link);
+        shell.registered(event.link, event.kind);
         logger.info(`${event.kind === "server" ? "Server" : "Client"} {id} ({name}) registered`, {
           id: event.id,
           name: event.name,

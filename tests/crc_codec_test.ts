@@ -1,7 +1,13 @@
 import { deepStrictEqual, ok, throws } from "node:assert/strict";
 import fc from "fast-check";
 import { fuzzDecoder } from "./_helpers.ts";
-import { CrcDecoder, CrcFrameDecoder, type CrcMessage, encodeCrc } from "../protocols/crc.ts";
+import {
+  CrcDecoder,
+  CrcFrameDecoder,
+  CrcLazyChat,
+  type CrcMessage,
+  encodeCrc,
+} from "../protocols/crc.ts";
 import { FrameError, FrameTooLargeError } from "../protocols/errors.ts";
 
 const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join(" ");
@@ -219,6 +225,38 @@ Deno.test("CrcFrameDecoder round trip: any messages, any chunking, same messages
         d.end();
         deepStrictEqual(frames.map((f) => f.message), messages.map((m) => ({ ...m })));
         deepStrictEqual(frames.map((f) => hex(f.bytes)), parts.map(hex));
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+Deno.test("CrcFrameDecoder with lazyChatContent: the same frames and fields, a chat's content decoded when read", () => {
+  fc.assert(
+    fc.property(
+      fc.array(messageArb, { maxLength: 8 }),
+      fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1 }),
+      (messages, sizes) => {
+        const parts = messages.map(encodeCrc);
+        const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+        parts.reduce((o, p) => (all.set(p, o), o + p.length), 0);
+        const d = new CrcFrameDecoder({ lazyChatContent: true });
+        const frames = [];
+        for (let o = 0, i = 0; o < all.length; i++) {
+          frames.push(...d.decode(all.subarray(o, o + sizes[i % sizes.length])));
+          o += sizes[i % sizes.length];
+        }
+        d.end();
+        deepStrictEqual(frames.map((f) => hex(f.bytes)), parts.map(hex));
+        frames.forEach(({ message }, i) => {
+          const expected = messages[i];
+          if (expected.kind !== "chat") return deepStrictEqual(message, { ...expected });
+          ok(message instanceof CrcLazyChat);
+          deepStrictEqual(
+            [message.kind, message.source, message.destination, message.content],
+            [expected.kind, expected.source, expected.destination, expected.content],
+          );
+        });
       },
     ),
     { numRuns: 300 },
