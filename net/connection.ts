@@ -73,7 +73,9 @@ export class Connection {
   readonly conn: Deno.Conn;
   /** The peer's address. */
   readonly remoteAddr: Deno.Addr;
-  // Both made on first use and let go when empty: an idle connection holds neither.
+  // What waits to be written: one chunk on its own (the common case: no array is made), or
+  // an array once there are more. An idle connection holds neither.
+  #single: Uint8Array | undefined;
   #queue: Uint8Array[] | undefined;
   #queuedBytes = 0;
   #maxQueueBytes: number;
@@ -196,7 +198,11 @@ export class Connection {
       this.close();
       return false;
     }
-    (this.#queue ??= []).push(bytes);
+    if (this.#queue) this.#queue.push(bytes);
+    else if (this.#single) {
+      this.#queue = [this.#single, bytes];
+      this.#single = undefined;
+    } else this.#single = bytes;
     if (!this.#flushing && !this.#scheduled) {
       this.#scheduled = true;
       scheduleFlush(this);
@@ -219,10 +225,15 @@ export class Connection {
    * connections cheap (one chunk to each is the common case: no copy at all).
    */
   #writeNext(): void {
+    const single = this.#single;
+    if (single && !this.#closed) {
+      this.#single = undefined;
+      return this.#write(single);
+    }
     const queue = this.#queue;
-    if (!queue || queue.length === 0 || this.#closed) {
+    if (!queue || this.#closed) {
       this.#flushing = false;
-      this.#queue = undefined;
+      this.#queue = this.#single = undefined;
       this.#wakeDrainWaiters();
       return;
     }
@@ -279,7 +290,7 @@ export class Connection {
 
   /** Resolves once everything queued so far is written (or the connection closed). */
   drain(): Promise<void> {
-    if (this.#closed || (!this.#queue?.length && !this.#flushing && !this.#scheduled)) {
+    if (this.#closed || (!this.#single && !this.#queue && !this.#flushing && !this.#scheduled)) {
       return Promise.resolve();
     }
     return new Promise((resolve) => (this.#drainWaiters ??= []).push(resolve));
@@ -308,7 +319,7 @@ export class Connection {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#queue = undefined;
+    this.#queue = this.#single = undefined;
     try {
       this.conn.close();
     } catch { /* already closed */ }
