@@ -53,11 +53,16 @@ function scheduleFlush(connection: Connection): void {
   queueMicrotask(flushAll);
 }
 
+// The list being flushed; the two lists take turns, so a turn allocates none.
+let flushing: Connection[] = [];
+
 function flushAll(): void {
   flushScheduled = false;
   const connections = toFlush;
-  toFlush = [];
+  toFlush = flushing;
+  flushing = connections;
   for (const connection of connections) connection[FLUSH]();
+  connections.length = 0;
 }
 
 /**
