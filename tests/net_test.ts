@@ -1,5 +1,6 @@
 import { deepStrictEqual, ok } from "node:assert/strict";
 import { connectWithTimeout } from "../net/dial.ts";
+import { Connection } from "../net/connection.ts";
 import { serveStream } from "../net/serve.ts";
 import { receiveFrames } from "../net/framing.ts";
 import { TimestampChunkDecoder } from "../protocols/timestamp.ts";
@@ -129,4 +130,56 @@ Deno.test("deno.json sanitizers make a leaked resource fail the test run", async
   const text = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
   ok(code !== 0, "the leaky test passed");
   ok(/leak/i.test(text), text);
+});
+
+/** A Deno.Conn stand-in whose writes take at most `most` bytes each (a full kernel buffer). */
+function partialWriter(most: number, fail?: () => boolean) {
+  const written: number[] = [];
+  let calls = 0;
+  const conn = {
+    localAddr: { transport: "tcp", hostname: "127.0.0.1", port: 2 },
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
+    read: () => new Promise<number | null>(() => {}),
+    write: (p: Uint8Array) => {
+      calls++;
+      if (fail?.()) return Promise.reject(new Deno.errors.BrokenPipe("gone"));
+      const n = Math.min(most, p.length);
+      written.push(...p.subarray(0, n));
+      return Promise.resolve(n);
+    },
+    close() {},
+  } as unknown as Deno.Conn;
+  return { conn, written, calls: () => calls };
+}
+
+Deno.test("Connection writes the rest of a partial write, in order, and counts progress", async () => {
+  const { conn, written, calls } = partialWriter(3);
+  const progress: number[] = [];
+  const connection = new Connection(conn, { onWritten: (c) => progress.push(c.queuedBytes) });
+  connection.send(Uint8Array.of(1, 2, 3, 4, 5, 6, 7));
+  connection.send(Uint8Array.of(8, 9));
+  await connection.drain();
+  deepStrictEqual(written, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  deepStrictEqual(calls(), 3); // the two chunks joined, 9 bytes in writes of 3
+  deepStrictEqual(progress, [6, 3, 0]);
+  // One chunk alone is written as it is; a later send after the drain starts a new write.
+  connection.send(Uint8Array.of(10));
+  await connection.drain();
+  deepStrictEqual(written.at(-1), 10);
+  deepStrictEqual(connection.queuedBytes, 0);
+  connection.close();
+});
+
+Deno.test("Connection closes on a failed write and wakes drain(); later sends are refused", async () => {
+  let failing = false;
+  const { conn, written } = partialWriter(100, () => failing);
+  const connection = new Connection(conn);
+  connection.send(Uint8Array.of(1));
+  await connection.drain();
+  failing = true;
+  connection.send(Uint8Array.of(2));
+  await within(connection.drain(), 1000, "drain after a failed write");
+  ok(connection.closed);
+  deepStrictEqual(written, [1]);
+  deepStrictEqual(connection.send(Uint8Array.of(3)), false);
 });
