@@ -11,7 +11,7 @@
  * per connection of resident memory (`bash bench/idle_memory.sh`). V8's own
  * memory reducer does this in a browser; nothing starts it in a Deno server.
  *
- * How: a timer looks at the heap once a second (`setInterval`, unref'd, so it
+ * How: a timer looks at the heap twice a second (`setInterval`, unref'd, so it
  * never keeps the process alive). When the heap is larger than it was after
  * the last reduction by {@link GROWTH_BYTES}, and its used size moved by less
  * than {@link QUIET_BYTES} over the last {@link QUIET_TICKS} ticks (the
@@ -35,8 +35,11 @@ export const GROWTH_BYTES = 8 * 1024 * 1024;
 /** Change of the used heap per tick below which the process counts as idle. */
 export const QUIET_BYTES = 256 * 1024;
 
-/** Idle ticks (one a second) in a row before a reduction. */
+/** Idle ticks (two a second) in a row before a reduction: about a second of quiet. */
 export const QUIET_TICKS = 2;
+
+/** How often the heap is looked at. */
+export const TICK_MS = 500;
 
 /** Shortest time between two reductions. */
 export const MIN_INTERVAL_MS = 10_000;
@@ -58,7 +61,7 @@ function heapBytes(): { reserved: number; used: number } {
 export interface IdleMemoryReducer {
   /** Reductions run so far. */
   readonly reductions: number;
-  /** Looks at the heap now (the timer calls it once a second). */
+  /** Looks at the heap now (the timer calls it every {@link TICK_MS}). */
   tick(now?: number): void;
   /** Stops the timer. */
   stop(): void;
@@ -92,7 +95,7 @@ function collector(): GcFunction {
  * ```
  */
 export function startIdleMemoryReducer(options: { intervalMs?: number } = {}): IdleMemoryReducer {
-  const intervalMs = options.intervalMs ?? 1000;
+  const intervalMs = options.intervalMs ?? TICK_MS;
   const gc = collector();
   let baseline = heapBytes().reserved;
   let lastUsed = -Infinity;

@@ -73,14 +73,15 @@ export class Connection {
   readonly conn: Deno.Conn;
   /** The peer's address. */
   readonly remoteAddr: Deno.Addr;
-  #queue: Uint8Array[] = [];
+  // Both made on first use and let go when empty: an idle connection holds neither.
+  #queue: Uint8Array[] | undefined;
   #queuedBytes = 0;
   #maxQueueBytes: number;
   #flushing = false;
   #scheduled = false;
   #closed = false;
   #logger: Logger;
-  #drainWaiters: (() => void)[] = [];
+  #drainWaiters: (() => void)[] | undefined;
   // The write in flight, and its continuations (made on the first write: an idle connection has none).
   #pending: Uint8Array | undefined;
   #onWrite: ((n: number) => void) | undefined;
@@ -195,7 +196,7 @@ export class Connection {
       this.close();
       return false;
     }
-    this.#queue.push(bytes);
+    (this.#queue ??= []).push(bytes);
     if (!this.#flushing && !this.#scheduled) {
       this.#scheduled = true;
       scheduleFlush(this);
@@ -219,9 +220,10 @@ export class Connection {
    */
   #writeNext(): void {
     const queue = this.#queue;
-    if (queue.length === 0 || this.#closed) {
+    if (!queue || queue.length === 0 || this.#closed) {
       this.#flushing = false;
-      for (const wake of this.#drainWaiters.splice(0)) wake();
+      this.#queue = undefined;
+      this.#wakeDrainWaiters();
       return;
     }
     let count = 0;
@@ -232,7 +234,7 @@ export class Connection {
     let data: Uint8Array;
     if (count === queue.length) {
       data = count === 1 ? queue[0] : concatBytes(queue);
-      this.#queue = [];
+      this.#queue = undefined;
     } else {
       data = concatBytes(queue.slice(0, count));
       this.#queue = queue.slice(count);
@@ -277,10 +279,16 @@ export class Connection {
 
   /** Resolves once everything queued so far is written (or the connection closed). */
   drain(): Promise<void> {
-    if (this.#closed || (this.#queue.length === 0 && !this.#flushing && !this.#scheduled)) {
+    if (this.#closed || (!this.#queue?.length && !this.#flushing && !this.#scheduled)) {
       return Promise.resolve();
     }
-    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+    return new Promise((resolve) => (this.#drainWaiters ??= []).push(resolve));
+  }
+
+  #wakeDrainWaiters(): void {
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = undefined;
+    if (waiters) { for (const wake of waiters) wake(); }
   }
 
   /** Writes what is queued (waiting at most `timeoutMs`), then closes. */
@@ -300,10 +308,10 @@ export class Connection {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#queue = [];
+    this.#queue = undefined;
     try {
       this.conn.close();
     } catch { /* already closed */ }
-    for (const wake of this.#drainWaiters.splice(0)) wake();
+    this.#wakeDrainWaiters();
   }
 }

@@ -322,23 +322,34 @@ export function serveStream(
   let stopping = false;
   const finished = Promise.withResolvers<void>();
 
-  const run = async (connection: Connection, key: string | undefined) => {
-    try {
-      if (!(await completeHandshake(connection, handshakeMs, logger))) return;
-      await handler(connection);
-      await connection.end();
-    } catch (error) {
-      logger.error("Connection {peer} failed: {error}", {
-        peer: formatAddr(connection.remoteAddr),
-        error: error instanceof Error ? (error.stack ?? error.message) : String(error),
-      });
-    } finally {
+  const run = (connection: Connection, key: string | undefined): void => {
+    const finish = () => {
       connection.close();
       live.delete(connection);
       admission.release(key);
       sweep.check();
       taskDone();
+    };
+    const failed = (error: unknown) => {
+      logger.error("Connection {peer} failed: {error}", {
+        peer: formatAddr(connection.remoteAddr),
+        error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+      });
+      finish();
+    };
+    const ended = () => connection.end().then(finish, failed);
+    let served: Promise<unknown> | void;
+    try {
+      served = "handshake" in connection.conn
+        ? completeHandshake(connection, handshakeMs, logger).then((done) =>
+          done ? handler(connection) : undefined
+        )
+        : handler(connection);
+    } catch (error) {
+      return failed(error);
     }
+    if (served) served.then(ended, failed);
+    else void ended();
   };
 
   const logRefusals = throttled(
@@ -376,7 +387,7 @@ export function serveStream(
     live.add(connection);
     sweep.admit(connection);
     runningTasks++;
-    void run(connection, key);
+    run(connection, key);
   };
 
   let lastAcceptError: unknown;
