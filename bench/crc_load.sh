@@ -9,7 +9,9 @@
 #   one:     one node alone with 8 clients, 20000 chats each, window 8. Target: rate >= 280,000.
 # Each scenario runs once unmeasured on fresh nodes (the JIT's warm-up: its RESULT is printed as
 # "cold"), then RUNS times (default 3) with a pause between runs, so a run's registrations do not
-# meet the previous run's disconnects; then one "MEDIAN" line per scenario.
+# meet the previous run's disconnects; then one "MEDIAN" line per scenario. Each measured run's line
+# ends with node_cpu_us: the CPU time of all node processes per delivered chat (setup and teardown
+# included), steadier than rate on a machine that other jobs share.
 # Loopback only; every run is bounded (-t, -s) and stops by itself.
 #
 #   bash bench/crc_load.sh [BASE_PORT]        SCENARIOS="tree one" RUNS=5 for fewer / more
@@ -32,6 +34,25 @@ P() { echo $((BASE + $1)); }
 b=5000
 gen() { b=$((b + 1000)); taskset -c 1 "$GEN" -b "$b" -L 64 -t 60 -s 10 -Q "$@" | grep RESULT; }
 field() { grep -o " $1=[^ ]*" | cut -d= -f2; }
+# CPU time of every node process so far, ns (all threads: /proc/PID/task/*/schedstat)
+node_ns() {
+  local t=0 a _ f
+  for f in $(printf "/proc/%s/task/*/schedstat " "${PIDS[@]}"); do
+    [ -r "$f" ] && read -r a _ <"$f" && t=$((t + a))
+  done
+  echo "$t"
+}
+# gen with node_cpu_us= (node CPU per delivered chat, setup and teardown included) on its line
+measured() {
+  local n0 line n1
+  n0=$(node_ns)
+  line=$(gen "$@")
+  sleep 0.3 # the disconnects are handled (and counted) too
+  n1=$(node_ns)
+  echo "$line" | awk -v ns=$((n1 - n0)) '{
+    match($0, / delivered=[0-9]+/); d = substr($0, RSTART + 11, RLENGTH - 11) + 0
+    printf "%s node_cpu_us=%.2f\n", $0, d ? ns / d / 1000 : -1 }'
+}
 median() { sort -g | awk '{v[NR] = $1} END {print NR ? v[int((NR + 1) / 2)] : "-"}'; }
 # scenario NAME DESCRIPTION GENERATOR-ARGS...: a cold run, RUNS measured runs, their medians
 scenario() {
@@ -40,14 +61,15 @@ scenario() {
   shift 2
   gen "$@" | sed 's/^RESULT/RESULT cold/'
   for _ in $(seq "$RUNS"); do
-    sleep 0.5
-    line=$(gen "$@")
+    sleep 0.2
+    line=$(measured "$@")
     echo "$line"
     out+="$line"$'\n'
   done
   echo "MEDIAN $name runs=$RUNS conv_s=$(field conv_s <<<"$out" | median)" \
     "rate=$(field rate <<<"$out" | median) p50_us=$(field p50_us <<<"$out" | median)" \
-    "p99_us=$(field p99_us <<<"$out" | median) lost=$(field lost <<<"$out" | sort -g | tail -1)"
+    "p99_us=$(field p99_us <<<"$out" | median) node_cpu_us=$(field node_cpu_us <<<"$out" | median)" \
+    "lost=$(field lost <<<"$out" | sort -g | tail -1)"
 }
 
 case " $SCENARIOS " in *" tree "* | *" longest "*)
