@@ -74,10 +74,13 @@ let gcFunction: GcFunction | undefined;
  * in contexts made afterwards, so a fresh `node:vm` context hands it over; the
  * main context gets no global `gc`.
  */
-function collector(): GcFunction {
+function collector(): GcFunction | undefined {
   if (!gcFunction) {
-    setFlagsFromString("--expose-gc");
-    gcFunction = runInNewContext("gc") as GcFunction;
+    try {
+      setFlagsFromString("--expose-gc");
+      const gc = runInNewContext("gc");
+      if (typeof gc === "function") gcFunction = gc as GcFunction;
+    } catch { /* not offered here: the reducer stays idle */ }
   }
   return gcFunction;
 }
@@ -97,6 +100,9 @@ function collector(): GcFunction {
 export function startIdleMemoryReducer(options: { intervalMs?: number } = {}): IdleMemoryReducer {
   const intervalMs = options.intervalMs ?? TICK_MS;
   const gc = collector();
+  if (!gc) {
+    return { reductions: 0, tick: () => {}, stop: () => {} };
+  }
   let baseline = heapBytes().reserved;
   let lastUsed = -Infinity;
   let quietTicks = 0;
