@@ -27,6 +27,9 @@ export async function runServer(
   const server = await start();
   signals.add(server);
   const reducer = startIdleMemoryReducer();
-  await server.finished;
-  reducer.stop();
+  try {
+    await server.finished;
+  } finally {
+    reducer.stop();
+  }
 }

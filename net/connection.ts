@@ -61,8 +61,35 @@ function flushAll(): void {
   const connections = toFlush;
   toFlush = flushing;
   flushing = connections;
-  for (const connection of connections) connection[FLUSH]();
-  connections.length = 0;
+  try {
+    for (const connection of connections) {
+      try {
+        connection[FLUSH]();
+      } catch (error) {
+        connection.logger.error("Flush failed: {error}", { error: String(error) });
+        connection.close();
+      }
+    }
+  } finally {
+    connections.length = 0;
+  }
+}
+
+// Writes started and reads completed, for the memory reducer's "is the process idle?".
+let activity = 0;
+
+/**
+ * A count that grows with every write started and every read completed in
+ * this process (see {@link noteActivity}). `cli/memory.ts` takes a process
+ * whose count stood still as idle.
+ */
+export function activityCount(): number {
+  return activity;
+}
+
+/** Counts one completed read (the read path calls it). */
+export function noteActivity(): void {
+  activity++;
 }
 
 /**
@@ -260,7 +287,14 @@ export class Connection {
 
   #write(data: Uint8Array): void {
     this.#pending = data;
-    this.conn.write(data).then(
+    let written: Promise<number>;
+    try {
+      written = this.conn.write(data);
+    } catch (error) {
+      return this.#writeFailed(error); // a stream that throws instead of rejecting
+    }
+    activity++;
+    written.then(
       this.#onWrite ??= (n) => this.#written(n),
       this.#onWriteError ??= (error) => this.#writeFailed(error),
     );
@@ -277,6 +311,7 @@ export class Connection {
     } catch (error) {
       this.#logger.error("onWritten failed: {error}", { error: String(error) });
     }
+    if (this.#closed) return this.#writeNext(); // onWritten may close it
     if (n < data.length) return this.#write(data.subarray(n));
     this.#writeNext();
   }

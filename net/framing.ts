@@ -27,7 +27,7 @@
 import type { FrameDecoder } from "../protocols/frames.ts";
 import { type FrameError, type FrameTooLargeError, isFrameError } from "../protocols/errors.ts";
 import { formatAddr } from "./address.ts";
-import { type Connection, INITIAL_READ_BYTES } from "./connection.ts";
+import { type Connection, INITIAL_READ_BYTES, noteActivity } from "./connection.ts";
 
 /** Default `--frame-timeout`: a frame must be complete 10 s after its first byte. */
 export const DEFAULT_FRAME_TIMEOUT_MS = 10_000;
@@ -223,6 +223,7 @@ export class FrameReader<T> {
   }
 
   #read(n: number | null): Promise<T[] | undefined> | T[] | undefined {
+    noteActivity();
     const connection = this.#connection;
     if (connection.ending) return undefined;
     if (n === null) return inputEnded(connection, this.#decoder).then(() => undefined);

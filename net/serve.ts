@@ -331,14 +331,16 @@ export function serveStream(
       taskDone();
     };
     const failed = (error: unknown) => {
-      logger.error("Connection {peer} failed: {error}", {
-        peer: formatAddr(connection.remoteAddr),
-        error: error instanceof Error ? (error.stack ?? error.message) : String(error),
-      });
+      try {
+        logger.error("Connection {peer} failed: {error}", {
+          peer: formatAddr(connection.remoteAddr),
+          error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+        });
+      } catch { /* an error that cannot even be shown: the connection still ends */ }
       finish();
     };
     const ended = () => connection.end().then(finish, failed);
-    let served: Promise<unknown> | void;
+    let served: unknown;
     try {
       served = "handshake" in connection.conn
         ? completeHandshake(connection, handshakeMs, logger).then((done) =>
@@ -348,7 +350,8 @@ export function serveStream(
     } catch (error) {
       return failed(error);
     }
-    if (served) served.then(ended, failed);
+    // Whatever a (loosely typed) handler returns, only a promise is waited for.
+    if (served instanceof Promise) served.then(ended, failed);
     else void ended();
   };
 

@@ -1,6 +1,7 @@
 import assert, { equal as assertEquals } from "node:assert/strict";
 import { getHeapSpaceStatistics } from "node:v8";
 import { GROWTH_BYTES, MIN_INTERVAL_MS, startIdleMemoryReducer } from "../cli/memory.ts";
+import { noteActivity } from "../net/connection.ts";
 
 const reservedHeap = () => getHeapSpaceStatistics().reduce((sum, s) => sum + s.space_size, 0);
 
@@ -52,6 +53,25 @@ Deno.test("startIdleMemoryReducer() runs at most once per MIN_INTERVAL_MS", () =
     reducer.tick(now += 1000);
     reducer.tick(now += 1000);
     assertEquals(reducer.reductions, 2);
+  } finally {
+    reducer.stop();
+  }
+});
+
+Deno.test("startIdleMemoryReducer() waits while connections read or write, however little they allocate", () => {
+  const reducer = startIdleMemoryReducer({ intervalMs: 0 });
+  try {
+    let now = 0;
+    reducer.tick(now);
+    burst(40);
+    for (let i = 0; i < 10; i++) {
+      noteActivity(); // one read between every two looks: the process is not idle
+      reducer.tick(now += 1000);
+    }
+    assertEquals(reducer.reductions, 0);
+    reducer.tick(now += 1000);
+    reducer.tick(now += 1000);
+    assertEquals(reducer.reductions, 1);
   } finally {
     reducer.stop();
   }

@@ -183,3 +183,33 @@ Deno.test("Connection closes on a failed write and wakes drain(); later sends ar
   deepStrictEqual(written, [1]);
   deepStrictEqual(connection.send(Uint8Array.of(3)), false);
 });
+
+Deno.test("serveStream() ends the connection of a handler that returns something other than a promise", async () => {
+  // A loosely typed (JavaScript) handler: its return value is not waited for, and nothing crashes.
+  const handler =
+    ((connection: Connection) => connection.send(encoder.encode("hi\n"))) as unknown as (
+      connection: Connection,
+    ) => void;
+  await using server = serveStream({ port: 0 }, handler);
+  for (let i = 0; i < 2; i++) {
+    await using peer = await Peer.connect(server.addr, new TextChunks());
+    await peer.closedByServer();
+    deepStrictEqual(peer.frames.join(""), "hi\n");
+  }
+});
+
+Deno.test("Connection: a stream whose write throws is closed; the other connections of the turn are still written", async () => {
+  const thrower = partialWriter(100);
+  (thrower.conn as unknown as { write: () => never }).write = () => {
+    throw new Error("sync write failure");
+  };
+  const good = partialWriter(100);
+  const first = new Connection(thrower.conn);
+  const second = new Connection(good.conn);
+  first.send(Uint8Array.of(1));
+  second.send(Uint8Array.of(2));
+  await within(Promise.all([first.drain(), second.drain()]), 1000, "both drained");
+  ok(first.closed);
+  deepStrictEqual(good.written, [2]);
+  second.close();
+});
