@@ -3,12 +3,14 @@ import fc from "fast-check";
 import { fuzzDecoder } from "./_helpers.ts";
 import {
   CrcDecoder,
+  type CrcFrame,
   CrcFrameDecoder,
   CrcLazyChat,
   type CrcMessage,
   encodeCrc,
 } from "../protocols/crc.ts";
 import { FrameError, FrameTooLargeError } from "../protocols/errors.ts";
+import { concatBytes } from "../net/bytes.ts";
 
 const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join(" ");
 
@@ -207,6 +209,22 @@ const messageArb: fc.Arbitrary<CrcMessage> = fc.oneof(
   }),
 );
 
+/** `parts` joined and fed to `decoder` in chunks of `sizes` (in turn), then ended: every frame. */
+function decodeInChunks(
+  decoder: CrcFrameDecoder,
+  parts: readonly Uint8Array[],
+  sizes: readonly number[],
+): CrcFrame[] {
+  const all = concatBytes(parts);
+  const frames: CrcFrame[] = [];
+  for (let o = 0, i = 0; o < all.length; i++) {
+    frames.push(...decoder.decode(all.subarray(o, o + sizes[i % sizes.length])));
+    o += sizes[i % sizes.length];
+  }
+  decoder.end();
+  return frames;
+}
+
 Deno.test("CrcFrameDecoder round trip: any messages, any chunking, same messages and the same bytes", () => {
   fc.assert(
     fc.property(
@@ -214,15 +232,7 @@ Deno.test("CrcFrameDecoder round trip: any messages, any chunking, same messages
       fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1 }),
       (messages, sizes) => {
         const parts = messages.map(encodeCrc);
-        const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-        parts.reduce((o, p) => (all.set(p, o), o + p.length), 0);
-        const d = new CrcFrameDecoder();
-        const frames = [];
-        for (let o = 0, i = 0; o < all.length; i++) {
-          frames.push(...d.decode(all.subarray(o, o + sizes[i % sizes.length])));
-          o += sizes[i % sizes.length];
-        }
-        d.end();
+        const frames = decodeInChunks(new CrcFrameDecoder(), parts, sizes);
         deepStrictEqual(frames.map((f) => f.message), messages.map((m) => ({ ...m })));
         deepStrictEqual(frames.map((f) => hex(f.bytes)), parts.map(hex));
       },
@@ -238,15 +248,7 @@ Deno.test("CrcFrameDecoder with lazyChatContent: the same frames and fields, a c
       fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1 }),
       (messages, sizes) => {
         const parts = messages.map(encodeCrc);
-        const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-        parts.reduce((o, p) => (all.set(p, o), o + p.length), 0);
-        const d = new CrcFrameDecoder({ lazyChatContent: true });
-        const frames = [];
-        for (let o = 0, i = 0; o < all.length; i++) {
-          frames.push(...d.decode(all.subarray(o, o + sizes[i % sizes.length])));
-          o += sizes[i % sizes.length];
-        }
-        d.end();
+        const frames = decodeInChunks(new CrcFrameDecoder({ lazyChatContent: true }), parts, sizes);
         deepStrictEqual(frames.map((f) => hex(f.bytes)), parts.map(hex));
         frames.forEach(({ message }, i) => {
           const expected = messages[i];
