@@ -20,15 +20,10 @@
 
 import { CrcDecoder, CrcFrameDecoder, encodeCrc } from "../protocols/crc.ts";
 import { CrcRouter } from "../protocols/crc_router.ts";
-
-function concat(frames: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
-  frames.reduce((o, f) => (out.set(f, o), o + f.length), 0);
-  return out;
-}
+import { concatBytes } from "../net/bytes.ts";
 
 const registrations = (from: number, count: number) =>
-  concat(Array.from({ length: count }, (_, i) =>
+  concatBytes(Array.from({ length: count }, (_, i) =>
     encodeCrc({
       kind: "client_registration",
       source: from + i,
@@ -36,14 +31,14 @@ const registrations = (from: number, count: number) =>
       name: `user${i}`,
       info: "",
     })));
-const chats = concat(
+const chats = concatBytes(
   Array.from(
     { length: 1000 },
     (_, i) =>
       encodeCrc({ kind: "chat", source: 100, destination: 101, content: `T${i}`.padEnd(64, ".") }),
   ),
 );
-const utf8Chats = concat(
+const utf8Chats = concatBytes(
   Array.from(
     { length: 1000 },
     (_, i) =>
@@ -121,7 +116,7 @@ for (const known of [0, 50_000]) {
   }
   const arrive = new CrcFrameDecoder().decode(registrations(2_000_000, 1000));
   const leave = new CrcFrameDecoder().decode(
-    concat(
+    concatBytes(
       Array.from(
         { length: 1000 },
         (_, i) => encodeCrc({ kind: "client_quit", source: 2_000_000 + i, content: "" }),

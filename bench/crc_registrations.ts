@@ -14,6 +14,7 @@
  */
 
 import { CrcDecoder, type CrcMessage, encodeCrc } from "../protocols/crc.ts";
+import { concatBytes } from "../net/bytes.ts";
 
 const counts = Deno.args.length ? Deno.args.map(Number) : [10_000, 20_000, 40_000, 80_000];
 const node = Deno.env.get("NODE") ?? new URL("../servers/crc_node.ts", import.meta.url).pathname;
@@ -92,8 +93,7 @@ async function step(count: number): Promise<string> {
           info: "",
         }),
     );
-    const all = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
-    frames.reduce((o, f) => (all.set(f, o), o + f.length), 0);
+    const all = concatBytes(frames);
     await connect(admin).then((c) => c.close());
     const start = performance.now();
     const writing = attacker.write(all).catch(() => 0);

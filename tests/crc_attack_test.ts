@@ -4,6 +4,7 @@ import { CRC_STATUS, CrcDecoder, type CrcMessage, encodeCrc } from "../protocols
 import { CrcClient } from "../clients/crc.ts";
 import type { CrcNodeState } from "../servers/crc_node.ts";
 import { EntryProcess, Peer, waitUntil, within } from "./_helpers.ts";
+import { concatBytes } from "../net/bytes.ts";
 
 /** A node process with its listening and admin ports. */
 interface NodeProcess {
@@ -244,8 +245,7 @@ Deno.test("crc_node attack: 20,000 registrations over one server link are absorb
       }),
     );
   }
-  const all = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
-  frames.reduce((o, f) => (all.set(f, o), o + f.length), 0);
+  const all = concatBytes(frames);
   const writing = attacker.write(all);
   await using alice = await client(hub.port, 101, "alice");
   await waitUntil(() => alice.statusLog.length === 1, 10000, "alice's welcome");

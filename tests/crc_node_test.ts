@@ -4,6 +4,7 @@ import { serveCrcNode } from "../servers/crc_node.ts";
 import { CrcClient } from "../clients/crc.ts";
 import { ListenError } from "../net/listen.ts";
 import { EntryProcess, Peer, portOf, waitUntil, within } from "./_helpers.ts";
+import { concatBytes } from "../net/bytes.ts";
 
 const port = (s: { addr: Deno.Addr }) => portOf(s.addr);
 
@@ -258,9 +259,7 @@ async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
     if (n === null) break;
     parts.push(buffer.slice(0, n));
   }
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-  parts.reduce((o, p) => (out.set(p, o), o + p.length), 0);
-  return out;
+  return concatBytes(parts);
 }
 
 Deno.test("servers/crc_node.ts: --register-timeout closes a silent link; --frame-timeout a half-sent frame (and its client's quit is announced)", async () => {

@@ -3,6 +3,7 @@ import fc from "fast-check";
 import { fuzzDecoder } from "./_helpers.ts";
 import { encodeEurechat, EurechatDecoder, type EurechatMessage } from "../protocols/eurechat.ts";
 import { FrameError, FrameTooLargeError } from "../protocols/errors.ts";
+import { concatBytes } from "../net/bytes.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -134,8 +135,7 @@ Deno.test("EurechatDecoder round trip: any messages, any chunking, same messages
       fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1 }),
       (messages, sizes) => {
         const parts = messages.map((m) => encodeEurechat(m.type, m.args, m.payload));
-        const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-        parts.reduce((o, p) => (bytes.set(p, o), o + p.length), 0);
+        const bytes = concatBytes(parts);
         const d = new EurechatDecoder();
         const out: EurechatMessage[] = [];
         for (let o = 0, i = 0; o < bytes.length; i++) {
